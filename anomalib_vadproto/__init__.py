@@ -1,0 +1,11 @@
+"""anomalib-vadproto: five published video anomaly detection methods as anomalib 2.7 video models.
+
+Importing the package registers the models with anomalib (they are direct ``AnomalibModule``
+subclasses), so ``anomalib train --model Mnad`` and ``anomalib.models.get_model("mnad")`` work.
+"""
+
+from .models import Mnad
+
+__version__ = "0.1.0"
+
+__all__ = ["Mnad", "__version__"]

@@ -1,0 +1,133 @@
+"""Export of 5-D video models to ONNX and OpenVINO through anomalib's own ``export``.
+
+anomalib's stock ``to_onnx`` probes the model with a 4-D image and fails on clips. The mixin
+below traces a ``(N, T, 3, H, W)`` clip with a dynamic batch instead. The exported graph is the
+whole anomalib pipeline (pre-processor, model, post-processor) and is **read-only**: test-time
+state updates (MNAD's gated memory update) never run inside it, and exporting leaves the live
+model's state exactly as it was. Besides anomalib's outputs (``pred_score``, ``pred_label``,
+``anomaly_map``, ``pred_mask``) the graph returns the raw per-clip cues (``cue_<name>``) so that
+deployed models can apply the papers' per-video protocol.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from anomalib.deploy.export import ExportType
+from anomalib.models.components.base.export_mixin.utils import create_export_root
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+ANOMALIB_OUTPUTS = ("pred_score", "pred_label", "anomaly_map", "pred_mask")
+MIN_OPSET = 18
+
+
+class ExportGraph(nn.Module):
+    """The traced pipeline: pre-process, score (read-only), post-process, flatten to a tuple."""
+
+    def __init__(self, module: nn.Module, output_names: list[str]) -> None:
+        super().__init__()
+        self.module = module
+        self.output_names = output_names
+
+    def forward(self, clip: Tensor) -> tuple[Tensor, ...]:
+        """Return the outputs named in ``output_names`` for a raw ``[0, 1]`` clip."""
+        outputs = self.module.predict_clip(clip)
+        return tuple(outputs[name] for name in self.output_names)
+
+
+class VideoExportMixin:
+    """Mixin for video ``AnomalibModule`` subclasses: 5-D ONNX/OpenVINO export, read-only graph.
+
+    Place it before ``AnomalibModule`` in the bases. The model must provide ``clip_length``,
+    ``image_size`` and a torch model with ``score(clip) -> (InferenceBatch, cues)`` and a
+    ``read_only`` attribute.
+    """
+
+    def predict_clip(self, clip: Tensor) -> dict[str, Tensor]:
+        """Full pipeline on a raw clip: pre-process, score, post-process.
+
+        Args:
+            clip: ``(N, T, 3, H, W)`` frames in ``[0, 1]``.
+
+        Returns:
+            Non-``None`` anomalib outputs plus ``cue_<name>`` raw cues, each with batch first.
+        """
+        x = self.pre_processor(clip) if self.pre_processor else clip
+        predictions, cues = self.model.score(x)
+        if self.post_processor:
+            predictions = self.post_processor(predictions)
+        outputs = {name: value for name, value in predictions._asdict().items() if value is not None}
+        outputs.update({f"cue_{name}": value for name, value in cues.items()})
+        return outputs
+
+    @contextmanager
+    def read_only_eval(self) -> Iterator[None]:
+        """Evaluate without touching any state; everything is restored on exit."""
+        was_training = self.training
+        snapshot = copy.deepcopy(self.state_dict())
+        self.eval()
+        self.model.read_only = True
+        try:
+            yield
+        finally:
+            self.model.read_only = False
+            self.load_state_dict(snapshot)
+            self.train(was_training)
+
+    def example_clip(self, input_size: tuple[int, int] | None = None, batch: int = 2) -> Tensor:
+        """A zero clip of the model's length at ``input_size`` (default: the model's image size)."""
+        height, width = input_size or tuple(self.image_size)
+        return torch.zeros(batch, self.clip_length, 3, int(height), int(width), device=self.device)
+
+    def to_onnx(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> Path:
+        """Export the read-only pipeline to ONNX for ``(N, T, 3, H, W)`` clips with dynamic ``N``.
+
+        Args:
+            export_root: Folder under which ``weights/onnx/<name>.onnx`` is written.
+            model_file_name: File name without extension.
+            input_size: ``(H, W)`` of the raw frames the graph accepts; the graph resizes them to the
+                model's ``image_size``. Defaults to ``image_size``.
+            **kwargs: Passed to ``torch.onnx.export``; opsets below 18 are raised to 18 (the dynamo
+                exporter's down-conversion fails and leaves 18 anyway).
+
+        Returns:
+            Path of the ONNX file.
+        """
+        if kwargs.pop("dynamo", True) is False:
+            msg = "Only the dynamo ONNX exporter is supported (anomalib 2.7 removed the legacy one)."
+            raise ValueError(msg)
+        kwargs.pop("dynamic_axes", None)
+        opset = max(MIN_OPSET, int(kwargs.pop("opset_version", MIN_OPSET) or MIN_OPSET))
+        export_root = create_export_root(export_root, ExportType.ONNX)
+        onnx_path = export_root / f"{model_file_name}.onnx"
+        clip = self.example_clip(input_size)
+        with self.read_only_eval(), torch.no_grad():
+            names = list(self.predict_clip(clip))
+            graph = ExportGraph(self, names).eval()
+            torch.onnx.export(
+                graph,
+                (clip,),
+                str(onnx_path),
+                dynamo=True,
+                opset_version=opset,
+                input_names=kwargs.pop("input_names", ["input"]),
+                output_names=names,
+                dynamic_shapes=({0: torch.export.Dim("batch_size")},),
+                **kwargs,
+            )
+        logger.info("Exported %s to %s (outputs: %s)", type(self).__name__, onnx_path, ", ".join(names))
+        return onnx_path

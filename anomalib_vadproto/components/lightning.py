@@ -1,0 +1,159 @@
+"""Lightning behaviour shared by the five video models, as a mixin placed before ``AnomalibModule``.
+
+anomalib's ``get_model``/``list_models`` only see *direct* subclasses of ``AnomalibModule``, so
+shared behaviour lives in mixins: ``class Mnad(VideoModelMixin, AnomalibModule)``. The mixin
+provides the pieces every model needs and anomalib 2.7 does not give video models:
+
+* ``validation_step``/``test_step``/``predict_step`` through ``model.score`` (anomaly map, score and
+  the raw cues), resetting test-time state at the start of every evaluation epoch;
+* the papers' protocol (:class:`~anomalib_vadproto.metrics.VideoProtocolAUC`) logged by
+  ``anomalib test`` beside anomalib's pooled ``image_AUROC``;
+* a video-aware visualizer, an evaluator with a binned pixel AUROC, Adam with cosine decay, seeding,
+  and a 5-D, read-only export (:class:`~anomalib_vadproto.components.export.VideoExportMixin`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from anomalib import LearningType
+from anomalib.metrics import AUROC, Evaluator, F1Score
+from lightning.pytorch import seed_everything
+from torch import Tensor
+
+from anomalib_vadproto.components.export import VideoExportMixin
+from anomalib_vadproto.metrics import VideoProtocolAUC
+
+logger = logging.getLogger(__name__)
+
+
+def seed_if_given(seed: int | None) -> None:
+    """Seed Python, NumPy and torch (and dataloader workers) when ``seed`` is not ``None``.
+
+    anomalib 2.7 parses ``--seed_everything`` but never applies it, so every model takes ``seed``.
+    """
+    if seed is not None:
+        seed_everything(int(seed), workers=True)
+
+
+def as_size(image_size: Sequence[int] | int) -> tuple[int, int]:
+    """Normalise an ``image_size`` argument to ``(height, width)``."""
+    if isinstance(image_size, int):
+        return image_size, image_size
+    size = tuple(int(v) for v in image_size)
+    if len(size) != 2:
+        msg = f"image_size must be an int or (height, width), got {image_size!r}"
+        raise ValueError(msg)
+    return size  # type: ignore[return-value]
+
+
+class VideoModelMixin(VideoExportMixin):
+    """Shared Lightning behaviour of the plugin's video models.
+
+    The subclass sets ``self.model`` (whose ``score(clip)`` returns ``(InferenceBatch, cues)`` and
+    whose ``reset_test_state()`` restarts test-time state), ``self.clip_length``, ``self.image_size``
+    and ``self.lr``, and calls :meth:`setup_protocol` in its ``__init__``.
+    """
+
+    protocol_result = None  # ProtocolResult of the last test epoch (per-video scores for plots/benchmarks)
+
+    def setup_protocol(
+        self,
+        cue_weights: Mapping[str, float],
+        normal_cues: Sequence[str] = ("psnr",),
+        smoothing: bool = False,
+    ) -> None:
+        """Create the papers'-protocol metric for this model's cues and fusion weights."""
+        self.protocol = VideoProtocolAUC(cue_weights=dict(cue_weights), normal_cues=tuple(normal_cues), smoothing=smoothing)
+
+    # ------------------------------------------------------------------ anomalib configuration
+    @property
+    def learning_type(self) -> LearningType:
+        """One-class: trained on normal videos only."""
+        return LearningType.ONE_CLASS
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """Only what the models need; ``max_epochs`` stays the user's (``--trainer.max_epochs``)."""
+        return {"gradient_clip_val": 0, "num_sanity_val_steps": 0}
+
+    @classmethod
+    def configure_visualizer(cls):  # noqa: ANN206
+        """A visualizer that understands clips (anomalib's default crashes on video)."""
+        from anomalib_vadproto.visualization import VideoVisualizer
+
+        return VideoVisualizer()
+
+    @staticmethod
+    def configure_evaluator() -> Evaluator:
+        """anomalib's default metrics, with a binned pixel AUROC so memory does not grow with the test set."""
+        return Evaluator(
+            test_metrics=[
+                AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+                F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
+                AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, thresholds=200),
+                F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
+            ],
+        )
+
+    def configure_optimizers(self):  # noqa: ANN201
+        """Adam (0.9, 0.999) with cosine annealing to 0 over ``max_epochs``, stepped per epoch."""
+        optimizer = torch.optim.Adam(self.trainable_parameters(), lr=self.lr, betas=(0.9, 0.999))
+        epochs = max(1, int(getattr(self.trainer, "max_epochs", None) or 1)) if self._trainer is not None else 1
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def trainable_parameters(self):  # noqa: ANN201
+        """Parameters given to the optimiser (all of the torch model's by default)."""
+        return self.model.parameters()
+
+    # ------------------------------------------------------------------ evaluation steps
+    def _evaluate(self, batch, track: bool):  # noqa: ANN001, ANN202
+        predictions, cues = self.model.score(batch.image)
+        if track and getattr(self, "protocol", None) is not None and batch.gt_label is not None:
+            self.protocol.update(batch.video_path, batch.frames, batch.gt_label, cues)
+        return batch.update(**predictions._asdict())
+
+    def validation_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
+        """Score the clips so anomalib's post-processor can fit its thresholds (must return the batch)."""
+        del batch_idx, args, kwargs
+        return self._evaluate(batch, track=False)
+
+    def test_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
+        """Score the clips and feed the papers' protocol."""
+        del batch_idx, args, kwargs
+        return self._evaluate(batch, track=True)
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0):  # noqa: ANN001, ANN201
+        """Score the clips (test-time state evolves as in ``test``)."""
+        del batch_idx, dataloader_idx
+        return self._evaluate(batch, track=False)
+
+    def _start_evaluation(self) -> None:
+        self.model.reset_test_state()
+        if getattr(self, "protocol", None) is not None:
+            self.protocol.reset()
+
+    def on_validation_epoch_start(self) -> None:  # noqa: D102
+        self._start_evaluation()
+
+    def on_test_epoch_start(self) -> None:  # noqa: D102
+        self._start_evaluation()
+
+    def on_predict_epoch_start(self) -> None:  # noqa: D102
+        self._start_evaluation()
+
+    def on_test_epoch_end(self) -> None:
+        """Log the protocol AUCs (micro: all frames pooled after per-video min-max; macro: per-video mean)."""
+        if getattr(self, "protocol", None) is None or not self.protocol.has_data:
+            return
+        values = self.protocol.compute()
+        self.protocol_result = self.protocol.result()
+        self.log_dict({name: float(value) for name, value in values.items()}, sync_dist=False)
+
+    def log_losses(self, losses: Mapping[str, Tensor], batch_size: int) -> None:
+        """Log training losses on the progress bar with an explicit batch size."""
+        self.log_dict({f"train_{k}": v.detach() for k, v in losses.items()}, batch_size=batch_size, prog_bar=True)

@@ -1,0 +1,66 @@
+"""Losses shared by the five models, in the forms of the reference code (``spec/methods.md``).
+
+The published loss weights only make sense in these forms: compactness is an MSE averaged over
+every element (channels included), separateness is PyTorch's mean triplet-margin loss with
+non-squared distances, the intensity loss is an MSE, and the gradient loss follows Liu et al.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor
+
+
+def intensity_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error over every element."""
+    return F.mse_loss(prediction, target)
+
+
+def compactness_loss(queries: Tensor, items: Tensor, nearest: Tensor) -> Tensor:
+    """``mean((q - p_a(q))²)`` over all queries and channels, with the items detached.
+
+    Args:
+        queries: ``(N, C)`` queries.
+        items: ``(M, C)`` memory items or prototypes.
+        nearest: ``(N,)`` index of each query's nearest item.
+    """
+    return F.mse_loss(queries, items.detach()[nearest])
+
+
+def separateness_loss(queries: Tensor, items: Tensor, nearest: Tensor, second: Tensor, margin: float = 1.0) -> Tensor:
+    """Triplet margin loss pulling each query to its nearest item and away from the second nearest.
+
+    PyTorch's default form: ``mean(max(0, ‖q - p_a + ε‖ - ‖q - p_b + ε‖ + margin))`` with
+    ``ε = 1e-6``; the items are detached, so only the queries (the encoder) are trained.
+    """
+    items = items.detach()
+    return F.triplet_margin_loss(queries, items[nearest], items[second], margin=margin)
+
+
+def gradient_loss(prediction: Tensor, target: Tensor, border: str = "pad") -> Tensor:
+    """Gradient (sharpness) loss of Liu et al.: ``mean(| |∂I| - |∂Î| |)`` over x and y.
+
+    Args:
+        prediction: ``(B, C, H, W)`` predicted frames.
+        target: ``(B, C, H, W)`` ground-truth frames.
+        border: ``"pad"`` zero-pads the last row/column before differencing (DLAN-AC's code, so the
+            border "gradient" is the negated pixel), ``"zero"`` sets the border gradients to 0
+            (the STD/CDDA code).
+    """
+    if border not in ("pad", "zero"):
+        msg = f"border must be 'pad' or 'zero', got {border!r}"
+        raise ValueError(msg)
+
+    def grads(x: Tensor) -> tuple[Tensor, Tensor]:
+        if border == "pad":
+            gx = F.pad(x, (0, 1, 0, 0))[..., :, 1:] - x
+            gy = F.pad(x, (0, 0, 0, 1))[..., 1:, :] - x
+        else:
+            gx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1, 0, 0))
+            gy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+        return gx.abs(), gy.abs()
+
+    pgx, pgy = grads(prediction)
+    tgx, tgy = grads(target)
+    return torch.mean((tgx - pgx).abs() + (tgy - pgy).abs())

@@ -1,0 +1,126 @@
+"""The MNAD memory: non-parametric, unit-norm items read by attention and updated by a rule.
+
+Exact semantics of ``spec/methods.md`` §1.3 (shared by MNAD and LGN-Net):
+
+* ``M`` items of dimension ``C`` live in a **buffer** (saved in checkpoints, never given to the
+  optimiser, never reached by a gradient). They start as ``norm(U[0,1)^C)``.
+* **Read**: cosine similarities ``s = q pᵀ`` between unit queries and items; weights
+  ``w = softmax_items(s)`` are detached; the read is ``p̂ = w p``.
+* **Update** (after the losses, with the pre-update items): each query votes for its nearest item
+  ``a(k)`` with weight ``v' = v / max v``, where ``v = softmax_queries(s)`` spans every query given
+  (all ``B·K`` of a training batch, the ``K`` of one clip at test time). The max runs over all
+  queries ("code", default) or over the item's own voters ``U_m`` ("paper"). Items become
+  ``norm(p + Σ_{k∈U_m} v'_{k,m} q_k)``.
+* **Test time**: the working copy of the items starts from the trained items at the beginning of
+  every evaluation epoch, is updated after a clip only if its weighted regular score is below
+  ``γ``, and persists across the test videos. A ``read_only`` module never updates (export).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+RESCALE_MODES = ("code", "paper")
+
+
+def memory_update(items: Tensor, queries: Tensor, rescale: str = "code") -> Tensor:
+    """Return the items after one MNAD update with ``queries``.
+
+    Args:
+        items: ``(M, C)`` unit-norm items.
+        queries: ``(N, C)`` unit-norm queries; the softmax over queries spans all ``N``.
+        rescale: ``"code"`` divides ``v`` by its max over all queries, ``"paper"`` by the max over
+            the queries whose nearest item is ``m`` (eq. 5 of the paper).
+
+    Returns:
+        ``(M, C)`` updated, unit-norm, detached items.
+    """
+    if rescale not in RESCALE_MODES:
+        msg = f"rescale must be one of {RESCALE_MODES}, got {rescale!r}"
+        raise ValueError(msg)
+    items, queries = items.detach(), queries.detach()
+    scores = queries @ items.t()  # (N, M)
+    nearest = F.one_hot(scores.argmax(dim=1), items.shape[0]).to(scores.dtype)  # (N, M)
+    votes = torch.softmax(scores, dim=0)  # over queries, per item
+    if rescale == "code":
+        votes = votes / votes.amax(dim=0, keepdim=True)
+    else:
+        own_max = (votes * nearest).amax(dim=0, keepdim=True)
+        votes = votes / own_max.clamp_min(torch.finfo(votes.dtype).tiny)
+    return F.normalize(items + (votes * nearest).t() @ queries, dim=1)
+
+
+class Memory(nn.Module):
+    """MNAD memory items with attention read, rule update and a gated test-time copy.
+
+    Args:
+        num_items: Number of items ``M``.
+        dim: Item dimension ``C`` (the encoder's output channels).
+        rescale: Update rescaling, ``"code"`` (default, what produced the paper's numbers) or ``"paper"``.
+    """
+
+    def __init__(self, num_items: int, dim: int, rescale: str = "code") -> None:
+        super().__init__()
+        if num_items < 2:
+            msg = f"The memory needs at least 2 items (nearest and second nearest), got {num_items}."
+            raise ValueError(msg)
+        if rescale not in RESCALE_MODES:
+            msg = f"rescale must be one of {RESCALE_MODES}, got {rescale!r}"
+            raise ValueError(msg)
+        self.rescale = rescale
+        self.register_buffer("items", F.normalize(torch.rand(num_items, dim), dim=1))
+        self._test_items: Tensor | None = None
+
+    @property
+    def num_items(self) -> int:
+        """Number of items ``M``."""
+        return self.items.shape[0]
+
+    def current_items(self, test_time: bool) -> Tensor:
+        """Items to read: the trained items, or the evolving test-time copy."""
+        if not test_time:
+            return self.items
+        if self._test_items is None or self._test_items.device != self.items.device:
+            self._test_items = self.items.clone()
+        return self._test_items
+
+    def reset_test_items(self) -> None:
+        """Restart the test-time copy from the trained items (called at each evaluation epoch start)."""
+        self._test_items = None
+
+    @staticmethod
+    def read(queries: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """Attention read with detached weights.
+
+        Args:
+            queries: ``(N, C)`` unit-norm queries.
+            items: ``(M, C)`` items.
+
+        Returns:
+            ``(read (N, C), scores (N, M))`` where ``scores`` are the cosine similarities.
+        """
+        scores = queries @ items.t()
+        weights = torch.softmax(scores, dim=1).detach()
+        return weights @ items, scores
+
+    def update_(self, queries: Tensor) -> None:
+        """Training update of the trained items with every query of the batch, ``(N, C)``."""
+        self.items = memory_update(self.items, queries, self.rescale)
+
+    def gated_update_(self, queries: Tensor, gate: Tensor) -> None:
+        """Test-time update, clip by clip in batch order, for the clips whose ``gate`` is true.
+
+        Args:
+            queries: ``(B, K, C)`` unit-norm queries of each clip.
+            gate: ``(B,)`` booleans, true where the clip's regular score is below ``γ``.
+        """
+        items = self.current_items(test_time=True)
+        for index in torch.nonzero(gate).flatten().tolist():
+            items = memory_update(items, queries[index], self.rescale)
+        self._test_items = items
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super()._load_from_state_dict(*args, **kwargs)
+        self._test_items = None

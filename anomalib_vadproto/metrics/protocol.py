@@ -1,0 +1,824 @@
+"""The video anomaly detection papers' frame-level evaluation protocol.
+
+Every method in this package (MNAD, LGN-Net, DLAN-AC, APN, CDDA) reports its frame-level AUC under
+the protocol of the official evaluation scripts (``methods.md`` §0.4-0.5), not under anomalib's pooled
+``image_AUROC``. The protocol is:
+
+1. Every scored test frame (the target frame of a clip) carries one value per *cue*, e.g. the PSNR of
+   the predicted frame and a feature distance to the memory items.
+2. **Per test video**, each cue is min-max normalised over that video's frames:
+   ``g(x) = (x - min_video x) / (max_video x - min_video x)``.
+3. Cues where higher means *normal* (PSNR) become anomaly scores as ``1 - g(x)``; anomaly-type cues
+   (distances) stay ``g(x)``.
+4. The fused anomaly score is the weighted sum ``S = sum_c w_c * a_c``, e.g. for MNAD
+   ``S = 0.6 * (1 - g(PSNR)) + 0.4 * g(D)``.
+5. Optionally (APN), each video's fused sequence is smoothed in time with a 15-tap Gaussian (σ = 2).
+6. "micro" AUC: :func:`sklearn.metrics.roc_auc_score` over all frames of all videos concatenated
+   (label 1 = anomalous frame, higher ``S`` = more anomalous). This is the number the papers report.
+   "macro" AUC: the mean of the per-video AUCs over the videos that contain both classes; a useful
+   extra that is insensitive to how scores line up *across* videos.
+
+Why this differs from anomalib's pooled ``image_AUROC``: the pooled metric ranks the raw per-clip
+scores of all videos against each other, so a video whose scene is simply harder to predict (lower
+PSNR everywhere) pushes all of its frames up the ranking. The per-video min-max normalisation removes
+each video's offset and scale before the frames are pooled, which typically changes the AUC by several
+points (``methods.md`` §6.4). Both numbers are reported; this module provides the second one.
+
+Decisions not fixed by the papers' code:
+
+* **Constant cue within a video.** The official scripts would divide by zero. Here
+  :func:`minmax_per_video` returns 0 for every frame of such a video, and :func:`fuse_cues` lets a
+  constant cue contribute an anomaly of 0 whatever its orientation (a constant cue carries no
+  evidence; without this rule a constant PSNR would count as maximally anomalous via ``1 - 0``).
+* **Smoothing borders.** The default ``mode="nearest"`` pads each video's sequence with copies of its
+  first/last value (``numpy.pad(mode="edge")``, like ``scipy.ndimage`` ``mode="nearest"``) and keeps
+  the length. ``mode="reflect"`` pads with the mirrored sequence including the edge sample
+  (``d c b a | a b c d``, scipy's ``"reflect"``). ``mode="hold"`` follows APN's released code: a
+  valid-mode convolution, after which the ``taps // 2`` border outputs on each side are set to the
+  nearest fully computed value (``methods.md`` §4.5 words it as "7 leading and 8 trailing"; this
+  implementation keeps the length and is symmetric, so the last border is 7 frames, not 8). Videos
+  shorter than ``taps`` have no fully computed value; ``"hold"`` falls back to ``"nearest"`` for them.
+* **Kernel normalisation.** The taps are ``exp(-(i - c)² / (2σ²))`` normalised to sum to 1, so a
+  constant sequence stays constant. APN's code uses the un-normalised Gaussian density (its 15 taps
+  sum to 0.99985; methods.md quotes ≈ 0.9995); that is a global positive factor and does not
+  change any AUC.
+* **Smoothing the fused score.** APN smooths each normalised cue and then fuses them. Both steps are
+  linear (and so is every border mode here), so smoothing the fused score is the same up to a global
+  constant, which again leaves the AUC unchanged.
+* **Frame gaps.** Smoothing treats consecutive *sorted* frames of a video as adjacent; frames missing
+  from the evaluation are not interpolated.
+
+Example:
+    >>> import torch
+    >>> metric = VideoProtocolAUC(cue_weights={"psnr": 0.6, "distance": 0.4})
+    >>> metric.update(
+    ...     video_paths=["v01", "v01", "v01", "v02", "v02", "v02"],
+    ...     frames=torch.tensor([4, 5, 6, 4, 5, 6]),
+    ...     labels=torch.tensor([0, 0, 1, 0, 1, 1]),
+    ...     cues={
+    ...         "psnr": torch.tensor([35.0, 34.0, 30.0, 31.0, 28.0, 27.0]),
+    ...         "distance": torch.tensor([0.1, 0.2, 0.5, 0.3, 0.4, 0.6]),
+    ...     },
+    ... )
+    >>> {k: round(float(v), 3) for k, v in metric.compute().items()}
+    {'protocol_AUC_micro': 1.0, 'protocol_AUC_macro': 1.0}
+
+"""
+
+from __future__ import annotations
+
+import types
+import warnings
+import zlib
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+__all__ = [
+    "SMOOTHING_MODES",
+    "ProtocolResult",
+    "VideoProtocolAUC",
+    "fuse_cues",
+    "gaussian_kernel",
+    "minmax_per_video",
+    "per_video_auc",
+    "protocol_auc",
+    "smooth_per_video",
+    "video_id",
+]
+
+SMOOTHING_MODES = ("nearest", "reflect", "hold")
+"""Border handling modes accepted by :func:`smooth_per_video` (see the module docstring)."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Validation helpers
+# ----------------------------------------------------------------------------------------------------
+def _as_1d(values: Any, name: str) -> np.ndarray:
+    """Convert ``values`` to a 1-D numpy array, raising a ``ValueError`` for other shapes."""
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.ndim != 1:
+        msg = f"{name} must be 1-D, got shape {array.shape}."
+        raise ValueError(msg)
+    return array
+
+
+def _as_1d_float(values: Any, name: str, video_index: np.ndarray | None = None) -> np.ndarray:
+    """Convert ``values`` to a finite 1-D float64 array; name the first offending video if not finite."""
+    array = _as_1d(values, name)
+    if array.dtype.kind not in "biuf":
+        msg = f"{name} must be numeric, got dtype {array.dtype}."
+        raise ValueError(msg)
+    array = array.astype(np.float64)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        where = f" (video {video_index[first].item()!r}, position {first})" if video_index is not None else ""
+        msg = f"{name} contains {int(bad.sum())} non-finite value(s) (NaN/inf), first {array[first]}{where}."
+        raise ValueError(msg)
+    return array
+
+
+def _check_lengths(**arrays: np.ndarray) -> int:
+    """Check that all arrays have the same length and return it."""
+    lengths = {name: len(array) for name, array in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        msg = f"Mismatched lengths: {lengths}."
+        raise ValueError(msg)
+    return next(iter(lengths.values()))
+
+
+def _as_labels(labels: Any) -> np.ndarray:
+    """Convert frame labels to a 1-D int64 array of 0/1, raising for any other value."""
+    array = _as_1d(labels, "labels")
+    if array.dtype.kind not in "biuf":
+        msg = f"labels must be bool or numeric 0/1, got dtype {array.dtype}."
+        raise ValueError(msg)
+    if not np.isin(array, (0, 1)).all():
+        bad = np.unique(array[~np.isin(array, (0, 1))])[:5]
+        msg = f"labels must be binary (0 = normal, 1 = anomalous); found {bad.tolist()}."
+        raise ValueError(msg)
+    return array.astype(np.int64)
+
+
+def _validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """Check that cue weights are finite, non-negative and have a positive sum."""
+    if not isinstance(weights, Mapping) or not weights:
+        msg = f"cue weights must be a non-empty mapping of cue name to weight, got {weights!r}."
+        raise ValueError(msg)
+    out: dict[str, float] = {}
+    for name, weight in weights.items():
+        if not isinstance(name, str):
+            msg = f"cue names must be strings, got {name!r}."
+            raise ValueError(msg)
+        value = float(weight)
+        if not np.isfinite(value) or value < 0:
+            msg = f"cue weight for {name!r} must be finite and non-negative, got {weight!r}."
+            raise ValueError(msg)
+        out[name] = value
+    if sum(out.values()) <= 0:
+        msg = f"cue weights must have a positive sum, got {out}."
+        raise ValueError(msg)
+    return out
+
+
+def _check_cue_names(given: Collection[str], expected: Collection[str], what: str = "cues") -> None:
+    """Raise a ``ValueError`` listing missing/unexpected names if the two sets of cue names differ."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    if missing or unexpected:
+        msg = (
+            f"The {what} do not match the cue weights: missing {missing}, unexpected {unexpected} "
+            f"(weights are given for {sorted(expected)})."
+        )
+        raise ValueError(msg)
+
+
+def _check_normal_cues(normal_cues: Collection[str], cue_names: Collection[str]) -> frozenset[str]:
+    """Check that every normality cue is one of the weighted cues (catches typos such as 'PSNR')."""
+    if isinstance(normal_cues, str):
+        msg = f"normal_cues must be a collection of cue names, not the string {normal_cues!r}."
+        raise ValueError(msg)
+    normal = frozenset(normal_cues)
+    unknown = sorted(normal - set(cue_names))
+    if unknown:
+        msg = (
+            f"normal_cues {unknown} are not among the weighted cues {sorted(cue_names)}; "
+            "pass normal_cues=() if every cue is anomaly-oriented."
+        )
+        raise ValueError(msg)
+    return normal
+
+
+def _video_groups(video_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group frames by video.
+
+    Returns:
+        The sorted unique video ids, the group number of each frame, and the frame count of each group.
+
+    """
+    unique, inverse = np.unique(video_index, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    counts = np.bincount(inverse, minlength=len(unique))
+    return unique, inverse, counts
+
+
+# ----------------------------------------------------------------------------------------------------
+# Numpy protocol functions
+# ----------------------------------------------------------------------------------------------------
+def _minmax_with_constant_mask(values: np.ndarray, video_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-video min-max normalisation; also returns a per-frame mask of videos with a constant cue."""
+    if values.size == 0:
+        return values.copy(), np.zeros(0, dtype=bool)
+    unique, inverse, _ = _video_groups(video_index)
+    lo = np.full(len(unique), np.inf)
+    hi = np.full(len(unique), -np.inf)
+    np.minimum.at(lo, inverse, values)
+    np.maximum.at(hi, inverse, values)
+    span = hi - lo
+    constant = span <= 0
+    safe_span = np.where(constant, 1.0, span)
+    normalised = (values - lo[inverse]) / safe_span[inverse]
+    frame_constant = constant[inverse]
+    normalised[frame_constant] = 0.0
+    # Guard against rounding just outside [0, 1].
+    return np.clip(normalised, 0.0, 1.0), frame_constant
+
+
+def minmax_per_video(values: Any, video_index: Any) -> np.ndarray:
+    """Min-max normalise a cue over the frames of each video separately.
+
+    ``g(x) = (x - min_video x) / (max_video x - min_video x)``. The frames of a video need not be
+    contiguous or sorted.
+
+    Args:
+        values: Cue value per frame, shape ``(N,)``.
+        video_index: Video identifier per frame (any sortable dtype), shape ``(N,)``.
+
+    Returns:
+        float64 array of shape ``(N,)`` in ``[0, 1]``. A video whose cue is constant gets 0 for all of
+        its frames (not NaN).
+
+    Raises:
+        ValueError: If the inputs are not 1-D, differ in length, or ``values`` has NaN/inf.
+
+    """
+    video_index = _as_1d(video_index, "video_index")
+    values = _as_1d_float(values, "values", video_index)
+    _check_lengths(values=values, video_index=video_index)
+    return _minmax_with_constant_mask(values, video_index)[0]
+
+
+def _cue_anomalies(
+    cues: Mapping[str, Any],
+    video_index: Any,
+    weights: Mapping[str, float],
+    normal_cues: Collection[str],
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Validate the inputs of :func:`fuse_cues` and return the weights and per-cue anomaly scores."""
+    weights = _validate_weights(weights)
+    _check_cue_names(cues.keys(), weights.keys())
+    normal = _check_normal_cues(normal_cues, weights.keys())
+    video_index = _as_1d(video_index, "video_index")
+    anomalies: dict[str, np.ndarray] = {}
+    for name in sorted(weights):
+        values = _as_1d_float(cues[name], f"cue {name!r}", video_index)
+        _check_lengths(**{f"cue {name!r}": values, "video_index": video_index})
+        normalised, constant = _minmax_with_constant_mask(values, video_index)
+        anomaly = 1.0 - normalised if name in normal else normalised
+        anomaly[constant] = 0.0
+        anomalies[name] = anomaly
+    return weights, anomalies
+
+
+def fuse_cues(
+    cues: Mapping[str, Any],
+    video_index: Any,
+    weights: Mapping[str, float],
+    normal_cues: Collection[str] = ("psnr",),
+) -> np.ndarray:
+    """Fuse per-video normalised cues into one anomaly score per frame.
+
+    ``S = sum_c w_c * a_c`` with ``a_c = 1 - g(c)`` for normality cues (high = normal, e.g. PSNR) and
+    ``a_c = g(c)`` for anomaly cues (e.g. feature distances), ``g`` being :func:`minmax_per_video`.
+    A cue that is constant within a video contributes 0 for that video, whatever its orientation.
+    The weights are used as given (not renormalised); a global scale does not change any AUC.
+
+    Args:
+        cues: Cue name -> values per frame, each of shape ``(N,)``.
+        video_index: Video identifier per frame, shape ``(N,)``.
+        weights: Cue name -> non-negative weight; must name exactly the cues in ``cues``.
+        normal_cues: Names of the cues where higher means normal. Must be a subset of the cue names.
+
+    Returns:
+        float64 anomaly score per frame, shape ``(N,)``; higher means more anomalous.
+
+    Raises:
+        ValueError: On mismatched cue names, bad weights, unknown normal cues, mismatched lengths or
+            non-finite cue values (the message names the cue and the video).
+
+    Example:
+        >>> fuse_cues({"psnr": [30.0, 20.0], "distance": [0.0, 1.0]}, [0, 0], {"psnr": 0.6, "distance": 0.4})
+        array([0., 1.])
+
+    """
+    weights, anomalies = _cue_anomalies(cues, video_index, weights, normal_cues)
+    return sum(weights[name] * anomalies[name] for name in sorted(weights))
+
+
+def gaussian_kernel(taps: int = 15, sigma: float = 2.0) -> np.ndarray:
+    """Return a normalised, symmetric Gaussian kernel.
+
+    Args:
+        taps: Number of taps; must be a positive odd integer so that the kernel is centred.
+        sigma: Standard deviation in frames; must be positive.
+
+    Returns:
+        float64 array of shape ``(taps,)`` with ``k[i] ∝ exp(-(i - taps//2)² / (2σ²))`` summing to 1.
+
+    Raises:
+        ValueError: If ``taps`` is not a positive odd integer or ``sigma`` is not positive.
+
+    """
+    if isinstance(taps, bool) or int(taps) != taps or taps < 1 or taps % 2 == 0:
+        msg = f"smoothing taps must be a positive odd integer, got {taps!r}."
+        raise ValueError(msg)
+    if not np.isfinite(sigma) or sigma <= 0:
+        msg = f"smoothing sigma must be positive, got {sigma!r}."
+        raise ValueError(msg)
+    offsets = np.arange(int(taps), dtype=np.float64) - int(taps) // 2
+    kernel = np.exp(-(offsets**2) / (2.0 * float(sigma) ** 2))
+    return kernel / kernel.sum()
+
+
+def _smooth_1d(sequence: np.ndarray, kernel: np.ndarray, mode: str) -> np.ndarray:
+    """Smooth one video's sequence with a symmetric kernel, keeping its length."""
+    half = len(kernel) // 2
+    if mode == "hold" and len(sequence) >= len(kernel):
+        valid = np.convolve(sequence, kernel, mode="valid")
+        return np.concatenate((np.full(half, valid[0]), valid, np.full(half, valid[-1])))
+    padded = np.pad(sequence, half, mode="symmetric" if mode == "reflect" else "edge")
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def smooth_per_video(
+    scores: Any,
+    video_index: Any,
+    taps: int = 15,
+    sigma: float = 2.0,
+    mode: str = "nearest",
+) -> np.ndarray:
+    """Smooth each video's score sequence in time with a Gaussian kernel (APN's post-processing).
+
+    Within a video, frames are taken in the order they appear in ``scores`` (sort them by frame index
+    first); videos are never mixed. One vectorised convolution per video.
+
+    Args:
+        scores: Score per frame, shape ``(N,)``.
+        video_index: Video identifier per frame, shape ``(N,)``.
+        taps: Kernel length (positive, odd). APN: 15.
+        sigma: Gaussian standard deviation in frames. APN: 2.
+        mode: Border handling, one of :data:`SMOOTHING_MODES`: ``"nearest"`` (edge padding, default),
+            ``"reflect"`` (``d c b a | a b c d`` padding) or ``"hold"`` (APN code: valid convolution,
+            border outputs set to the nearest fully computed value; videos shorter than ``taps`` fall
+            back to ``"nearest"``). All modes keep the length.
+
+    Returns:
+        float64 array of shape ``(N,)``, in the same frame order as ``scores``.
+
+    Raises:
+        ValueError: On bad shapes/lengths, non-finite scores, or invalid ``taps``/``sigma``/``mode``.
+
+    """
+    if mode not in SMOOTHING_MODES:
+        msg = f"smoothing mode must be one of {SMOOTHING_MODES}, got {mode!r}."
+        raise ValueError(msg)
+    kernel = gaussian_kernel(taps, sigma)
+    video_index = _as_1d(video_index, "video_index")
+    scores = _as_1d_float(scores, "scores", video_index)
+    _check_lengths(scores=scores, video_index=video_index)
+    if scores.size == 0 or len(kernel) == 1:
+        return scores.copy()
+    _, inverse, counts = _video_groups(video_index)
+    order = np.argsort(inverse, kind="stable")
+    out = np.empty_like(scores)
+    start = 0
+    for count in counts:
+        frames = order[start : start + count]
+        out[frames] = _smooth_1d(scores[frames], kernel, mode)
+        start += count
+    return out
+
+
+def _binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC, or NaN if only one class is present."""
+    if labels.min() == labels.max():
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+def per_video_auc(labels: Any, scores: Any, video_index: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Compute the frame-level AUC of each video separately.
+
+    Args:
+        labels: Frame label, 1 = anomalous, shape ``(N,)``.
+        scores: Anomaly score per frame (higher = more anomalous), shape ``(N,)``.
+        video_index: Video identifier per frame, shape ``(N,)``.
+
+    Returns:
+        ``(videos, aucs)``: the sorted unique video ids and the AUC of each (NaN for a video whose
+        frames are all one class).
+
+    Raises:
+        ValueError: On bad shapes, mismatched lengths, non-binary labels or non-finite scores.
+
+    """
+    video_index = _as_1d(video_index, "video_index")
+    labels = _as_labels(labels)
+    scores = _as_1d_float(scores, "scores", video_index)
+    _check_lengths(labels=labels, scores=scores, video_index=video_index)
+    unique, inverse, counts = _video_groups(video_index)
+    order = np.argsort(inverse, kind="stable")
+    aucs = np.empty(len(unique))
+    start = 0
+    for i, count in enumerate(counts):
+        frames = order[start : start + count]
+        aucs[i] = _binary_auc(labels[frames], scores[frames])
+        start += count
+    return unique, aucs
+
+
+def _micro_macro(labels: np.ndarray, scores: np.ndarray, video_aucs: np.ndarray) -> tuple[float, float]:
+    """Micro AUC of the pooled frames and mean of the defined per-video AUCs, warning on NaN."""
+    micro = _binary_auc(labels, scores)
+    if np.isnan(micro):
+        warnings.warn(
+            f"All {len(labels)} frames have label {int(labels[0])}: the frame-level AUC is undefined (NaN).",
+            UserWarning,
+            stacklevel=3,
+        )
+    defined = video_aucs[~np.isnan(video_aucs)]
+    macro = float(defined.mean()) if defined.size else float("nan")
+    if not defined.size and not np.isnan(micro):
+        warnings.warn(
+            "No video contains both normal and anomalous frames: the macro (per-video) AUC is NaN.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return micro, macro
+
+
+def protocol_auc(labels: Any, scores: Any, video_index: Any) -> tuple[float, float]:
+    """Micro and macro frame-level AUC of already fused (and optionally smoothed) anomaly scores.
+
+    Args:
+        labels: Frame label, 1 = anomalous, shape ``(N,)``.
+        scores: Anomaly score per frame (higher = more anomalous), shape ``(N,)``.
+        video_index: Video identifier per frame, shape ``(N,)``.
+
+    Returns:
+        ``(micro, macro)`` as fractions in ``[0, 1]``. micro is ``roc_auc_score`` over all frames
+        concatenated; NaN with a warning if all frames are one class. macro is the mean of the
+        per-video AUCs over videos that contain both classes; NaN if there is none.
+
+    Raises:
+        ValueError: On empty input, bad shapes, mismatched lengths, non-binary labels or non-finite
+            scores.
+
+    """
+    video_index = _as_1d(video_index, "video_index")
+    labels = _as_labels(labels)
+    scores = _as_1d_float(scores, "scores", video_index)
+    if _check_lengths(labels=labels, scores=scores, video_index=video_index) == 0:
+        msg = "protocol_auc needs at least one frame."
+        raise ValueError(msg)
+    _, aucs = per_video_auc(labels, scores, video_index)
+    return _micro_macro(labels, scores, aucs)
+
+
+def video_id(path: str) -> int:
+    """Return the stable integer id of a video path (CRC-32 of its UTF-8 bytes), as stored in metric states."""
+    return zlib.crc32(str(path).encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Metric
+# ----------------------------------------------------------------------------------------------------
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class ProtocolResult:
+    """Per-video outcome of :class:`VideoProtocolAUC`, for plots and benchmark files.
+
+    All arrays are read-only. Videos are sorted by name; frames within a video by frame index.
+
+    Attributes:
+        video_names: Video paths, sorted.
+        frame_indices: Per video, the scored frame indices (int64).
+        labels: Per video, the frame labels (int64, 1 = anomalous).
+        scores: Per video, the fused anomaly scores (after smoothing if enabled).
+        cue_anomaly: Cue name -> per video, the normalised anomaly-oriented cue (``1 - g`` for normality
+            cues, ``g`` otherwise), before weighting and smoothing.
+        video_auc: AUC of each video, NaN where the video has a single class.
+        micro: Frame-level AUC over all frames concatenated (the papers' number), fraction.
+        macro: Mean of the defined per-video AUCs, fraction (NaN if none is defined).
+
+    """
+
+    video_names: tuple[str, ...]
+    frame_indices: tuple[np.ndarray, ...]
+    labels: tuple[np.ndarray, ...]
+    scores: tuple[np.ndarray, ...]
+    cue_anomaly: Mapping[str, tuple[np.ndarray, ...]]
+    video_auc: np.ndarray
+    micro: float
+    macro: float
+
+    @property
+    def num_frames(self) -> int:
+        """Total number of scored frames."""
+        return int(sum(len(s) for s in self.scores))
+
+    @property
+    def all_labels(self) -> np.ndarray:
+        """All frame labels concatenated in video order."""
+        return np.concatenate(self.labels)
+
+    @property
+    def all_scores(self) -> np.ndarray:
+        """All fused anomaly scores concatenated in video order."""
+        return np.concatenate(self.scores)
+
+
+class VideoProtocolAUC(Metric):
+    """Frame-level AUC under the papers' protocol: per-video normalisation, cue fusion, micro/macro AUC.
+
+    Feed it, batch by batch in any order, the video path, frame index, label and cue values of every
+    scored test frame; :meth:`compute` sorts the frames by (video, frame index), normalises each cue per
+    video, fuses them, optionally smooths each video's sequence, and returns the micro and macro AUC.
+
+    Args:
+        cue_weights: Cue name -> non-negative weight (positive sum), e.g. MNAD
+            ``{"psnr": 0.6, "distance": 0.4}``. ``update`` must pass exactly these cues.
+        normal_cues: Cues where higher means normal (turned into ``1 - g``); must be a subset of
+            ``cue_weights``. Pass ``()`` when every cue is an anomaly score.
+        smoothing: Smooth each video's fused score with a Gaussian (APN).
+        smoothing_taps: Gaussian length (positive, odd).
+        smoothing_sigma: Gaussian standard deviation in frames.
+        smoothing_mode: Border handling, one of :data:`SMOOTHING_MODES` (see :func:`smooth_per_video`).
+        prefix: Prefix of the keys returned by :meth:`compute`.
+        **kwargs: Passed to :class:`torchmetrics.Metric`.
+
+    Notes:
+        Video paths are stored as CRC-32 ids (an int64 tensor state, ``dist_reduce_fx="cat"``); the
+        id -> path table is kept locally. Under DDP the other ranks' paths are unknown locally, so
+        their videos are named ``"<video XXXXXXXX>"`` in :meth:`result` (the AUCs are unaffected).
+        ``forward`` only accumulates (returns ``None``): the protocol is undefined on a single batch.
+
+    Example:
+        >>> import torch
+        >>> metric = VideoProtocolAUC({"psnr": 1.0}, smoothing=True)
+        >>> psnr = torch.tensor([9.0, 8.0, 2.0, 1.0])
+        >>> metric.update(["a"] * 4, torch.arange(4), torch.tensor([0, 0, 1, 1]), {"psnr": psnr})
+        >>> float(metric.compute()["protocol_AUC_micro"])
+        1.0
+
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(
+        self,
+        cue_weights: dict[str, float],
+        normal_cues: Sequence[str] = ("psnr",),
+        smoothing: bool = False,
+        smoothing_taps: int = 15,
+        smoothing_sigma: float = 2.0,
+        smoothing_mode: str = "nearest",
+        prefix: str = "protocol_",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cue_weights = _validate_weights(cue_weights)
+        self.normal_cues = tuple(sorted(_check_normal_cues(normal_cues, self.cue_weights)))
+        self.smoothing = bool(smoothing)
+        self.smoothing_taps = int(smoothing_taps)
+        self.smoothing_sigma = float(smoothing_sigma)
+        if smoothing_mode not in SMOOTHING_MODES:
+            msg = f"smoothing_mode must be one of {SMOOTHING_MODES}, got {smoothing_mode!r}."
+            raise ValueError(msg)
+        self.smoothing_mode = smoothing_mode
+        gaussian_kernel(self.smoothing_taps, self.smoothing_sigma)  # validate early
+        self.prefix = prefix
+        self._cue_names = tuple(sorted(self.cue_weights))
+        self._paths: dict[int, str] = {}
+        self._result: ProtocolResult | None = None
+
+        self.add_state("video_ids", default=[], dist_reduce_fx="cat")
+        self.add_state("frame_indices", default=[], dist_reduce_fx="cat")
+        self.add_state("frame_labels", default=[], dist_reduce_fx="cat")
+        for i in range(len(self._cue_names)):
+            self.add_state(f"cue_{i}", default=[], dist_reduce_fx="cat")
+
+    # -- accumulation ---------------------------------------------------------------------------------
+    def update(
+        self,
+        video_paths: Sequence[str],
+        frames: Tensor,
+        labels: Tensor,
+        cues: Mapping[str, Tensor],
+    ) -> None:
+        """Accumulate one batch of scored frames.
+
+        Args:
+            video_paths: Video path (or name) of each frame, length ``B``.
+            frames: Frame index within its video of each frame, shape ``(B,)``, integer-valued.
+            labels: Frame label, shape ``(B,)``, bool or 0/1 (1 = anomalous).
+            cues: Cue name -> values, each of shape ``(B,)``; exactly the cues of ``cue_weights``.
+
+        Raises:
+            ValueError: On a cue set that differs from ``cue_weights``, mismatched lengths, non-binary
+                labels, non-integer frame indices, NaN/inf cue values (naming the cue and video), or
+                two paths with the same CRC-32 id.
+
+        """
+        if isinstance(video_paths, (str, bytes)) or not isinstance(video_paths, Sequence):
+            msg = f"video_paths must be a sequence of strings (one per frame), got {type(video_paths).__name__}."
+            raise ValueError(msg)
+        if not isinstance(cues, Mapping):
+            msg = f"cues must be a mapping of cue name to tensor, got {type(cues).__name__}."
+            raise ValueError(msg)
+        _check_cue_names(cues.keys(), self._cue_names, what="cues passed to update")
+
+        paths = [str(p) for p in video_paths]
+        frames_t = torch.as_tensor(frames).detach().reshape(-1)
+        labels_t = torch.as_tensor(labels).detach().reshape(-1)
+        cue_ts = {name: torch.as_tensor(cues[name]).detach().reshape(-1) for name in self._cue_names}
+        lengths = {"video_paths": len(paths), "frames": frames_t.numel(), "labels": labels_t.numel()}
+        lengths.update({f"cue {name!r}": t.numel() for name, t in cue_ts.items()})
+        if len(set(lengths.values())) > 1:
+            msg = f"Mismatched lengths in update: {lengths}."
+            raise ValueError(msg)
+        if not paths:
+            return
+
+        if frames_t.is_floating_point():
+            if not torch.isfinite(frames_t).all() or not torch.equal(frames_t, frames_t.round()):
+                msg = "frames must be integer frame indices."
+                raise ValueError(msg)
+        elif frames_t.dtype == torch.bool or frames_t.is_complex():
+            msg = f"frames must be integer frame indices, got dtype {frames_t.dtype}."
+            raise ValueError(msg)
+        if labels_t.is_complex() or not ((labels_t == 0) | (labels_t == 1)).all():
+            msg = "labels must be binary (bool or 0/1, 1 = anomalous)."
+            raise ValueError(msg)
+        for name, values in cue_ts.items():
+            if values.is_complex() or values.dtype == torch.bool:
+                msg = f"cue {name!r} must be real-valued, got dtype {values.dtype}."
+                raise ValueError(msg)
+            bad = ~torch.isfinite(values)
+            if bad.any():
+                first = int(torch.nonzero(bad)[0, 0])
+                msg = (
+                    f"cue {name!r} has a non-finite value ({float(values[first])}) for video {paths[first]!r}, "
+                    f"frame {int(frames_t[first])} ({int(bad.sum())} non-finite value(s) in this batch)."
+                )
+                raise ValueError(msg)
+
+        ids = []
+        for path in paths:
+            vid = video_id(path)
+            known = self._paths.setdefault(vid, path)
+            if known != path:
+                msg = f"Video paths {known!r} and {path!r} have the same CRC-32 id {vid}; rename one of them."
+                raise ValueError(msg)
+            ids.append(vid)
+
+        device = self.device
+        self.video_ids.append(torch.tensor(ids, dtype=torch.int64, device=device))
+        self.frame_indices.append(frames_t.to(device=device, dtype=torch.int64))
+        self.frame_labels.append(labels_t.to(device=device, dtype=torch.int64))
+        for i, name in enumerate(self._cue_names):
+            getattr(self, f"cue_{i}").append(cue_ts[name].to(device=device, dtype=torch.float64))
+
+    def forward(self, *args: Any, **kwargs: Any) -> None:
+        """Accumulate a batch like :meth:`update`; returns ``None`` (no per-batch value is defined)."""
+        self.update(*args, **kwargs)
+
+    def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:
+        """Merge another metric's state (and its id -> path table when it is a :class:`VideoProtocolAUC`)."""
+        if isinstance(incoming_state, VideoProtocolAUC):
+            for vid, path in incoming_state._paths.items():
+                known = self._paths.setdefault(vid, path)
+                if known != path:
+                    msg = f"Video paths {known!r} and {path!r} have the same CRC-32 id {vid}."
+                    raise ValueError(msg)
+        super().merge_state(incoming_state)
+        self._computed = None
+        self._result = None
+
+    @property
+    def has_data(self) -> bool:
+        """Whether any frame has been accumulated since the last reset."""
+        return len(self.video_ids) > 0
+
+    def reset(self) -> None:
+        """Clear all accumulated frames, the id -> path table and the last result."""
+        super().reset()
+        self._paths = {}
+        self._result = None
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    @staticmethod
+    def _cat(state: list[Tensor] | Tensor) -> np.ndarray:
+        return dim_zero_cat(state).detach().cpu().numpy().reshape(-1)
+
+    def _evaluate(self) -> ProtocolResult:
+        """Run the full protocol on the accumulated (synced) states."""
+        if isinstance(self.video_ids, list) and not self.video_ids:
+            msg = f"{type(self).__name__}.compute() called without any data: call update() first."
+            raise ValueError(msg)
+        ids = self._cat(self.video_ids)
+        frames = self._cat(self.frame_indices)
+        labels = self._cat(self.frame_labels)
+        cue_values = {name: self._cat(getattr(self, f"cue_{i}")) for i, name in enumerate(self._cue_names)}
+        if ids.size == 0:
+            msg = f"{type(self).__name__}.compute() called without any data: call update() first."
+            raise ValueError(msg)
+
+        unique_ids, inverse = np.unique(ids, return_inverse=True)
+        names = [self._paths.get(int(v), f"<video {int(v):08x}>") for v in unique_ids]
+        name_order = np.argsort(np.array(names, dtype=object), kind="stable")
+        rank_of_unique = np.empty(len(unique_ids), dtype=np.int64)
+        rank_of_unique[name_order] = np.arange(len(unique_ids))
+        video_rank = rank_of_unique[inverse.reshape(-1)]
+        sorted_names = tuple(names[i] for i in name_order)
+
+        order = np.lexsort((frames, video_rank))
+        video_rank, frames, labels = video_rank[order], frames[order], labels[order]
+        cue_values = {name: values[order] for name, values in cue_values.items()}
+        duplicate = (video_rank[1:] == video_rank[:-1]) & (frames[1:] == frames[:-1])
+        if duplicate.any():
+            first = int(np.flatnonzero(duplicate)[0])
+            msg = (
+                f"Frame {int(frames[first])} of video {sorted_names[video_rank[first]]!r} was fed more than once "
+                f"({int(duplicate.sum())} duplicate (video, frame) pair(s)); each scored frame must be passed to "
+                "update() exactly once per epoch."
+            )
+            raise ValueError(msg)
+
+        weights, anomalies = _cue_anomalies(cue_values, video_rank, self.cue_weights, self.normal_cues)
+        scores = sum(weights[name] * anomalies[name] for name in self._cue_names)
+        if self.smoothing:
+            scores = smooth_per_video(
+                scores, video_rank, self.smoothing_taps, self.smoothing_sigma, mode=self.smoothing_mode
+            )
+        _, video_auc = per_video_auc(labels, scores, video_rank)
+        micro, macro = _micro_macro(labels, scores, video_auc)
+
+        bounds = np.flatnonzero(np.diff(video_rank)) + 1
+
+        def split(array: np.ndarray) -> tuple[np.ndarray, ...]:
+            return tuple(_readonly(part) for part in np.split(array, bounds))
+
+        return ProtocolResult(
+            video_names=sorted_names,
+            frame_indices=split(frames),
+            labels=split(labels),
+            scores=split(scores),
+            cue_anomaly=types.MappingProxyType({name: split(anomalies[name]) for name in self._cue_names}),
+            video_auc=_readonly(video_auc),
+            micro=micro,
+            macro=macro,
+        )
+
+    def compute(self) -> dict[str, Tensor]:
+        """Compute the micro and macro frame-level AUC.
+
+        Returns:
+            ``{f"{prefix}AUC_micro": tensor, f"{prefix}AUC_macro": tensor}`` as fractions in ``[0, 1]``
+            (NaN where undefined, with a warning).
+
+        Raises:
+            ValueError: If no data was accumulated, a (video, frame) pair was fed twice, or the inputs
+                are otherwise invalid.
+
+        """
+        self._result = None
+        result = self._evaluate()
+        self._result = result
+        return {
+            f"{self.prefix}AUC_micro": torch.tensor(result.micro, dtype=torch.float32),
+            f"{self.prefix}AUC_macro": torch.tensor(result.macro, dtype=torch.float32),
+        }
+
+    def result(self) -> ProtocolResult:
+        """Return the per-video outcome of the protocol (runs :meth:`compute` if needed).
+
+        Returns:
+            A frozen :class:`ProtocolResult` with sorted video names, per-video frame indices, labels,
+            fused (and smoothed) scores, per-cue anomalies, per-video AUCs, and micro/macro AUC.
+
+        Raises:
+            ValueError: As :meth:`compute`.
+
+        """
+        self.compute()
+        if self._result is None:  # defensive: a cached compute() value without its ProtocolResult
+            self._result = self._evaluate()
+        return self._result

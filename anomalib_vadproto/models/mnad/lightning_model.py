@@ -1,0 +1,133 @@
+"""MNAD as an anomalib video model: ``anomalib train --model Mnad``.
+
+Park, Noh, Ham, *Learning Memory-guided Normality for Anomaly Detection*, CVPR 2020.
+
+Example:
+    >>> from anomalib.data import UCSDped
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_vadproto import Mnad
+    >>> datamodule = UCSDped(clip_length_in_frames=5, frames_between_clips=1)  # doctest: +SKIP
+    >>> engine = Engine(max_epochs=60)  # doctest: +SKIP
+    >>> engine.fit(Mnad(), datamodule=datamodule)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from anomalib.models.components import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.visualization import Visualizer
+from anomalib.metrics import Evaluator
+from torch import nn
+
+from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
+from anomalib_vadproto.components.losses import compactness_loss, intensity_loss, separateness_loss
+from anomalib_vadproto.components.pre_processing import video_pre_processor
+
+from .torch_model import MnadModel
+
+# Per-task defaults of spec/methods.md §1.6: (lr, lambda_compact = lambda_separate, score weight, gamma).
+TASK_DEFAULTS = {"prediction": (2e-4, 0.1, 0.6, 0.01), "reconstruction": (2e-5, 0.01, 0.7, 0.015)}
+
+
+class Mnad(VideoModelMixin, AnomalibModule):
+    """MNAD: memory-guided normality, prediction (default) or reconstruction variant.
+
+    Args:
+        task: ``"prediction"`` (clips of ``num_input_frames + 1`` frames) or ``"reconstruction"``
+            (clips of 1 frame).
+        num_input_frames: Past frames the prediction variant reads (paper: 4, so clips of 5).
+        image_size: Frame size after the pre-processor (paper: 256x256).
+        grayscale: Convert frames to one grey channel (lite profiles).
+        width: Base channel width (paper: 64; memory dimension ``8 * width``).
+        memory_size: Number of memory items (paper: 10).
+        lambda_compact: Weight of the compactness loss (default 0.1 prediction, 0.01 reconstruction).
+        lambda_separate: Weight of the separateness loss (same defaults).
+        margin: Triplet margin of the separateness loss.
+        score_weight: ``λ`` of the score ``λ(1 - g(PSNR)) + (1 - λ) g(D)`` (default 0.6 / 0.7).
+        gamma: Test-time update threshold on the weighted regular score (default 0.01 / 0.015).
+        update_rescale: ``"code"`` (max over all queries; default) or ``"paper"`` (max over ``U_m``).
+        test_time_update: Apply the gated memory update while evaluating.
+        lr: Adam learning rate (default 2e-4 prediction, 2e-5 reconstruction, as in the paper).
+        seed: Seed for a reproducible run (anomalib's ``--seed_everything`` is not applied by its CLI).
+        pre_processor: ``True`` builds resize (+ grey) + ``[-1, 1]`` scaling at ``image_size``.
+        post_processor: anomalib post-processor or ``True`` for the default.
+        evaluator: anomalib evaluator or ``True`` for the default (with a binned pixel AUROC).
+        visualizer: visualizer or ``True`` for the video-aware default.
+    """
+
+    def __init__(
+        self,
+        task: str = "prediction",
+        num_input_frames: int = 4,
+        image_size: Sequence[int] | int = (256, 256),
+        grayscale: bool = False,
+        width: int = 64,
+        memory_size: int = 10,
+        lambda_compact: float | None = None,
+        lambda_separate: float | None = None,
+        margin: float = 1.0,
+        score_weight: float | None = None,
+        gamma: float | None = None,
+        update_rescale: str = "code",
+        test_time_update: bool = True,
+        lr: float | None = None,
+        seed: int | None = None,
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        seed_if_given(seed)
+        if task not in TASK_DEFAULTS:
+            msg = f"task must be 'prediction' or 'reconstruction', got {task!r}"
+            raise ValueError(msg)
+        default_lr, default_lambda, default_weight, default_gamma = TASK_DEFAULTS[task]
+        self.image_size = as_size(image_size)
+        if pre_processor is True:
+            pre_processor = video_pre_processor(self.image_size, grayscale=grayscale)
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        self.lr = lr if lr is not None else default_lr
+        self.lambda_compact = default_lambda if lambda_compact is None else lambda_compact
+        self.lambda_separate = default_lambda if lambda_separate is None else lambda_separate
+        self.margin = margin
+        weight = default_weight if score_weight is None else score_weight
+        if not 0.0 <= weight <= 1.0:
+            msg = f"score_weight must be in [0, 1], got {weight}"
+            raise ValueError(msg)
+        self.model = MnadModel(
+            task=task,
+            num_input_frames=num_input_frames,
+            in_channels=1 if grayscale else 3,
+            width=width,
+            memory_size=memory_size,
+            update_rescale=update_rescale,
+            test_time_update=test_time_update,
+            gamma=default_gamma if gamma is None else gamma,
+        )
+        self.clip_length = self.model.clip_length
+        self.setup_protocol({"psnr": weight, "feature_distance": 1.0 - weight}, normal_cues=("psnr",))
+
+    def configure_post_processor(self) -> PostProcessor:
+        """anomalib's default post-processor (validation-set min-max and F1 threshold)."""
+        return PostProcessor()
+
+    def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
+        """Prediction, compactness and separateness losses, then the memory update with the batch's queries."""
+        del batch_idx, args, kwargs
+        out = self.model(batch.image)
+        losses = {
+            "pred": intensity_loss(out.prediction, out.target),
+            "compact": compactness_loss(out.queries, out.items, out.nearest),
+            "separate": separateness_loss(out.queries, out.items, out.nearest, out.second, self.margin),
+        }
+        loss = losses["pred"] + self.lambda_compact * losses["compact"] + self.lambda_separate * losses["separate"]
+        self.model.memory.update_(out.queries)
+        self.log_losses({"loss": loss, **losses}, batch_size=batch.image.shape[0])
+        return loss

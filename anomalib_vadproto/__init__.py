@@ -4,8 +4,9 @@ Importing the package registers the models with anomalib (they are direct ``Anom
 subclasses), so ``anomalib train --model Mnad`` and ``anomalib.models.get_model("mnad")`` work.
 """
 
+from .data.datamodules import LocalUCSDped
 from .models import Mnad
 
 __version__ = "0.1.0"
 
-__all__ = ["Mnad", "__version__"]
+__all__ = ["LocalUCSDped", "Mnad", "__version__"]

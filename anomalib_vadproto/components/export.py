@@ -11,7 +11,6 @@ deployed models can apply the papers' per-video protocol.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,16 +69,15 @@ class VideoExportMixin:
 
     @contextmanager
     def read_only_eval(self) -> Iterator[None]:
-        """Evaluate without touching any state; everything is restored on exit."""
+        """Evaluate without touching any state: eval mode (BN statistics frozen) and ``read_only``
+        (no test-time updates); the previous mode is restored on exit."""
         was_training = self.training
-        snapshot = copy.deepcopy(self.state_dict())
         self.eval()
         self.model.read_only = True
         try:
             yield
         finally:
             self.model.read_only = False
-            self.load_state_dict(snapshot)
             self.train(was_training)
 
     def example_clip(self, input_size: tuple[int, int] | None = None, batch: int = 2) -> Tensor:

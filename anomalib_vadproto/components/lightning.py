@@ -50,6 +50,11 @@ def as_size(image_size: Sequence[int] | int) -> tuple[int, int]:
     return size  # type: ignore[return-value]
 
 
+def _plain(value: Any) -> Any:  # noqa: ANN401
+    """Compare tuples and lists alike (YAML gives lists, Python defaults give tuples)."""
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
 class VideoModelMixin(VideoExportMixin):
     """Shared Lightning behaviour of the plugin's video models.
 
@@ -58,6 +63,8 @@ class VideoModelMixin(VideoExportMixin):
     and ``self.lr``, and calls :meth:`setup_protocol` in its ``__init__``.
     """
 
+    #: Init arguments that change the network's shapes; a checkpoint must agree on them.
+    architecture_hparams: tuple[str, ...] = ()
     protocol_result = None  # ProtocolResult of the last test epoch (per-video scores for plots/benchmarks)
 
     def setup_protocol(
@@ -68,6 +75,23 @@ class VideoModelMixin(VideoExportMixin):
     ) -> None:
         """Create the papers'-protocol metric for this model's cues and fusion weights."""
         self.protocol = VideoProtocolAUC(cue_weights=dict(cue_weights), normal_cues=tuple(normal_cues), smoothing=smoothing)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, with a clear message, a checkpoint whose architecture differs from this instance."""
+        saved = checkpoint.get("hyper_parameters", {})
+        differences = [
+            f"{key}={saved[key]!r} (this model: {self.hparams[key]!r})"
+            for key in self.architecture_hparams
+            if key in saved and key in self.hparams and _plain(saved[key]) != _plain(self.hparams[key])
+        ]
+        if differences:
+            msg = (
+                f"The checkpoint was trained with {', '.join(differences)}. Build the model with the same"
+                " arguments, e.g. `anomalib test --config <run folder>/config.yaml --ckpt_path ...` or the model"
+                " config used for training, or load it with `{0}.load_from_checkpoint(path)`.".format(type(self).__name__)
+            )
+            raise ValueError(msg)
+        super().on_load_checkpoint(checkpoint)
 
     # ------------------------------------------------------------------ anomalib configuration
     @property

@@ -57,6 +57,8 @@ class Mnad(VideoModelMixin, AnomalibModule):
         visualizer: visualizer or ``True`` for the video-aware default.
     """
 
+    architecture_hparams = ("task", "num_input_frames", "image_size", "grayscale", "width", "memory_size")
+
     def __init__(
         self,
         task: str = "prediction",

@@ -1,0 +1,66 @@
+"""Helpers shared by the benchmark commands: data preparation, run metadata, results files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PED2_COMPACT = SHARED / "data" / "ucsd_ped2_compact"
+MATERIALIZE = SHARED / "tools" / "materialize_ucsd_ped2.py"
+DEFAULT_CACHE = REPO / ".cache"
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def ensure_ped2(root: Path = DEFAULT_CACHE / "ucsd_ped2") -> Path:
+    """Materialise the shared UCSD Ped2 copy in anomalib's layout under ``root`` (once)."""
+    marker = root / "UCSDped2" / "Test" / "Test012_gt"
+    if marker.is_dir() and len(list(marker.glob("*.bmp"))) == 180:
+        return root
+    if not PED2_COMPACT.is_dir():
+        msg = f"The shared UCSD Ped2 copy is missing: expected {PED2_COMPACT}."
+        raise FileNotFoundError(msg)
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(MATERIALIZE), str(PED2_COMPACT), str(root)], check=True)
+    return root
+
+
+def commit() -> str:
+    """The current commit (with ``-dirty`` when the tree has uncommitted changes)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_name() -> str:
+    """CPU model or GPU name."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def write_result(record: dict[str, Any], name: str) -> Path:
+    """Write one results file ``benchmarks/results/<name>_<timestamp>.json`` and return its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.timezone.utc)
+    record = {"commit": commit(), "date": now.isoformat(timespec="seconds"), "device": device_name(), **record}
+    path = RESULTS / f"{name}_{now.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
+    return path

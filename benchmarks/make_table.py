@@ -1,0 +1,70 @@
+"""Regenerate the results tables in README.md and the model READMEs from ``benchmarks/results/*.json``.
+
+Never type a number into a table by hand: run this after a benchmark.
+
+    python benchmarks/make_table.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, RESULTS  # noqa: E402
+
+# Published Ped2 frame-level micro AUC (spec/methods.md §6.1).
+PAPER_PED2 = {"mnad": 97.0, "dlan_ac": 97.6, "lgn_net": 97.1, "apn": 98.2, "cdda": 96.5}
+NAMES = {"mnad": "MNAD", "dlan_ac": "DLAN-AC", "lgn_net": "LGN-Net", "apn": "APN", "cdda": "CDDA"}
+
+
+def latest_accuracy() -> list[dict]:
+    """The newest accuracy record per (model, profile, tag) on Ped2."""
+    latest: dict[tuple, dict] = {}
+    for path in sorted(RESULTS.glob("accuracy_*.json")):
+        record = json.loads(path.read_text())
+        if record.get("dataset") != "ucsd_ped2":
+            continue
+        record["file"] = path.relative_to(REPO).as_posix()
+        latest[(record["model"], record["profile"], path.stem.rsplit("_", 1)[0])] = record
+    order = list(PAPER_PED2)
+    return sorted(latest.values(), key=lambda r: (order.index(r["model"]) if r["model"] in order else 99, r["profile"]))
+
+
+def accuracy_table(records: list[dict]) -> str:
+    lines = [
+        "| model | profile | epochs | paper AUC | protocol AUC micro | macro | pooled AUROC | train | test | device | results file |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in records:
+        lines.append(
+            f"| {NAMES.get(r['model'], r['model'])} | {r['profile']} | {r['epochs']} | {PAPER_PED2.get(r['model'], '–')}"
+            f" | **{r['protocol_auc_micro']:.1f}** | {r['protocol_auc_macro']:.1f} | {r['pooled_auroc']:.1f}"
+            f" | {r['train_seconds'] / 60:.1f} min | {r['test_seconds'] / 60:.1f} min | {r['device']} | `{r['file']}` |"
+        )
+    return "\n".join(lines)
+
+
+def replace_block(path: Path, key: str, body: str) -> None:
+    text = path.read_text()
+    start, end = f"<!-- results:{key} -->", f"<!-- /results:{key} -->"
+    block = f"{start}\n{body}\n{end}"
+    pattern = re.compile(re.escape(start) + r"(.*?" + re.escape(end) + r")?", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{path} has no {start} marker")
+    path.write_text(pattern.sub(lambda _: block, text, count=1))
+
+
+def main() -> None:
+    records = latest_accuracy()
+    replace_block(REPO / "README.md", "accuracy", accuracy_table(records))
+    for model in {r["model"] for r in records}:
+        readme = REPO / "anomalib_vadproto" / "models" / model / "README.md"
+        if readme.is_file():
+            replace_block(readme, model, accuracy_table([r for r in records if r["model"] == model]))
+
+
+if __name__ == "__main__":
+    main()

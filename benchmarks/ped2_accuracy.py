@@ -1,0 +1,116 @@
+"""Train and test one model on the real UCSD Ped2 under the papers' protocol; write a results file.
+
+Fixed epochs (from the model config, or ``--epochs``), no checkpoint chosen on test data: the model
+after the last epoch is tested once. Reports the protocol AUC (per-video min-max, micro over all
+frames; macro = mean per-video AUC), anomalib's pooled image AUROC, and train/test wall time.
+
+    python benchmarks/ped2_accuracy.py --model mnad --profile lite
+    python benchmarks/ped2_accuracy.py --model mnad --profile paper   # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, ensure_ped2, write_result  # noqa: E402
+
+logger = logging.getLogger("ped2_accuracy")
+
+
+def model_config(model: str, profile: str) -> Path:
+    name = model if profile == "paper" else f"{model}_{profile}"
+    path = REPO / "configs" / "model" / f"{name}.yaml"
+    if not path.is_file():
+        raise SystemExit(f"No config {path}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mnad", help="snake name: mnad, dlan_ac, lgn_net, apn, cdda")
+    parser.add_argument("--profile", default="lite", choices=["lite", "paper"])
+    parser.add_argument("--epochs", type=int, default=None, help="override the config's trainer.max_epochs")
+    parser.add_argument("--batch-size", type=int, default=None, help="train batch (default: 8 lite, 4 paper)")
+    parser.add_argument("--eval-batch-size", type=int, default=8)
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--data-root", type=Path, default=None, help="anomalib UCSDped root (default: materialise)")
+    parser.add_argument("--work-dir", type=Path, default=REPO / ".cache" / "runs")
+    parser.add_argument("--tag", default="", help="suffix for the results file name")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    import torch
+    from anomalib.data import UCSDped
+    from anomalib.engine import Engine
+    from anomalib.models.components import AnomalibModule
+
+    import anomalib_vadproto  # noqa: F401
+
+    cfg_path = model_config(args.model, args.profile)
+    cfg = yaml.safe_load(cfg_path.read_text())
+    epochs = args.epochs or int(cfg.get("trainer", {}).get("max_epochs", 1))
+    batch = args.batch_size or (8 if args.profile == "lite" else 4)
+    root = args.data_root or ensure_ped2()
+
+    model = AnomalibModule.from_config(cfg_path)
+    datamodule = UCSDped(
+        root=root,
+        category="UCSDped2",
+        clip_length_in_frames=model.clip_length,
+        frames_between_clips=1,
+        target_frame="last",
+        train_batch_size=batch,
+        eval_batch_size=args.eval_batch_size,
+        num_workers=args.num_workers,
+    )
+    work = args.work_dir / f"{args.model}_{args.profile}"
+    engine = Engine(max_epochs=epochs, check_val_every_n_epoch=epochs, default_root_dir=work, logger=False)
+    model.visualizer = None  # thousands of PNGs are not the point of an accuracy run
+
+    t0 = time.perf_counter()
+    engine.fit(model=model, datamodule=datamodule)
+    train_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    metrics = engine.test(model=model, datamodule=datamodule)[0]
+    test_seconds = time.perf_counter() - t0
+
+    result = model.protocol_result
+    record = {
+        "kind": "accuracy",
+        "model": args.model,
+        "profile": args.profile,
+        "dataset": "ucsd_ped2",
+        "command": "python benchmarks/" + Path(__file__).name + " " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "config": str(cfg_path.relative_to(REPO)),
+        "epochs": epochs,
+        "train_batch_size": batch,
+        "seed": cfg["model"]["init_args"].get("seed"),
+        "protocol_auc_micro": round(100 * float(metrics["protocol_AUC_micro"]), 2),
+        "protocol_auc_macro": round(100 * float(metrics["protocol_AUC_macro"]), 2),
+        "pooled_auroc": round(100 * float(metrics["image_AUROC"]), 2),
+        "pixel_auroc": round(100 * float(metrics.get("pixel_AUROC", float("nan"))), 2),
+        "scored_frames": int(result.num_frames),
+        "test_videos": len(result.video_names),
+        "per_video_auc": {n: (None if a != a else round(100 * float(a), 2)) for n, a in zip(result.video_names, result.video_auc)},
+        "train_seconds": round(train_seconds, 1),
+        "test_seconds": round(test_seconds, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+    record.update(getattr(model, "benchmark_extras", lambda: {})())
+    tag = f"_{args.tag}" if args.tag else ""
+    path = write_result(record, f"accuracy_{args.model}_{args.profile}_ped2{tag}")
+    logger.info("protocol micro %.2f macro %.2f pooled %.2f -> %s", record["protocol_auc_micro"],
+                record["protocol_auc_macro"], record["pooled_auroc"], path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

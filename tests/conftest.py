@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny synthetic video dataset and one model trained on it through anomalib's CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PED2_COMPACT = SHARED / "data" / "ucsd_ped2_compact"
+
+# A model small enough to train in seconds on two CPU cores.
+TINY_MODEL_ARGS = [
+    "--model.image_size", "[32,32]", "--model.grayscale", "true", "--model.width", "4", "--model.seed", "0",
+]
+
+
+def anomalib_cli() -> list[str]:
+    exe = shutil.which("anomalib")
+    return [exe] if exe else [sys.executable, "-c", "from anomalib.cli.cli import main; main()"]
+
+
+def data_args(root: Path) -> list[str]:
+    return [
+        "--data", "LocalUCSDped", "--data.root", str(root), "--data.category", "synthetic",
+        "--data.clip_length_in_frames", "5", "--data.frames_between_clips", "1",
+        "--data.train_batch_size", "4", "--data.eval_batch_size", "8", "--data.num_workers", "0",
+    ]
+
+
+def run_cli(args: list[str], cwd: Path, command: list[str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    proc = subprocess.run((command or anomalib_cli()) + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise AssertionError(f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A tiny synthetic dataset in anomalib's UCSDped layout (2 train, 2 test videos of 16 frames)."""
+    from anomalib_vadproto.data import make_synthetic_ucsd
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_ucsd(root, category="synthetic", n_train=2, n_test=2, n_frames=16, height=48, width=64, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_root, tmp_path_factory) -> dict:
+    """`anomalib train --model Mnad` (short name) for one epoch; returns the run folder and checkpoint."""
+    work = tmp_path_factory.mktemp("run")
+    proc = run_cli(
+        ["train", "--model", "Mnad", *TINY_MODEL_ARGS, *data_args(synthetic_root),
+         "--trainer.max_epochs", "1", "--default_root_dir", str(work)],
+        cwd=work,
+    )
+    ckpts = sorted(work.rglob("model.ckpt"))
+    assert ckpts, proc.stdout[-2000:]
+    return {"work": work, "ckpt": ckpts[0], "config": ckpts[0].parents[2] / "config.yaml", "stdout": proc.stdout}

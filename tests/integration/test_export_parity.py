@@ -1,0 +1,77 @@
+"""OpenVINO vs PyTorch on the same clips, and export leaves the live model's state untouched."""
+
+import numpy as np
+import pytest
+import torch
+from anomalib.deploy import ExportType
+from anomalib.engine import Engine
+
+from anomalib_vadproto import LocalUCSDped, Mnad
+from anomalib_vadproto.deploy import OpenVINOClipModel
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic_root, tmp_path_factory):
+    work = tmp_path_factory.mktemp("parity")
+    datamodule = LocalUCSDped(root=synthetic_root, category="synthetic", clip_length_in_frames=5, frames_between_clips=1,
+                              train_batch_size=4, eval_batch_size=8, num_workers=0)
+    # gamma = 1 lets every test clip update the memory (a 1-epoch model is far from the paper's 0.01)
+    model = Mnad(image_size=(32, 32), grayscale=True, width=4, seed=0, gamma=1.0)
+    engine = Engine(max_epochs=1, default_root_dir=work, logger=False)
+    engine.fit(model=model, datamodule=datamodule)
+    engine.test(model=model, datamodule=datamodule)  # test-time memory has evolved over the test set
+    return model, engine, datamodule, work
+
+
+def test_openvino_matches_pytorch_and_export_is_read_only(fitted):
+    model, engine, datamodule, work = fitted
+    memory = model.model.memory
+    trained = memory.items.clone()
+    evolved = memory.current_items(test_time=True).clone()
+    assert not torch.equal(trained, evolved), "the gated test-time update should have run during test"
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    xml = engine.export(model=model, export_type=ExportType.OPENVINO, export_root=work / "export")
+
+    # exporting changed nothing: trained items, test-time items, every buffer and parameter
+    assert torch.equal(memory.items, trained)
+    assert torch.equal(memory.current_items(test_time=True), evolved)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+
+    clips = torch.cat([batch.image for batch in datamodule.test_dataloader()])[:10]
+    ov_model = OpenVINOClipModel(xml)
+    assert ov_model.clip_length == 5
+    outputs = ov_model(clips.numpy())
+    with model.read_only_eval(), torch.no_grad():
+        reference = model.predict_clip(clips)
+    assert set(outputs) == set(reference) >= {"pred_score", "pred_label", "anomaly_map", "pred_mask", "cue_psnr",
+                                              "cue_feature_distance"}
+    for name in ("pred_score", "anomaly_map", "cue_feature_distance"):
+        np.testing.assert_allclose(outputs[name], reference[name].numpy(), atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(outputs["cue_psnr"], reference["cue_psnr"].numpy(), atol=1e-3)  # dB
+    # the graph is read-only: the same clips give the same scores twice
+    np.testing.assert_array_equal(ov_model(clips.numpy())["pred_score"], outputs["pred_score"])
+    # dynamic batch
+    assert ov_model(clips[:3].numpy())["pred_score"].shape == (3,)
+
+
+def test_openvino_input_checks(fitted, tmp_path):
+    model, engine, _, work = fitted
+    xml = next((work / "export").rglob("model.xml"))
+    ov_model = OpenVINOClipModel(xml)
+    with pytest.raises(ValueError, match="expects clips of shape"):
+        ov_model(np.zeros((1, 4, 3, 32, 32), dtype=np.float32))
+    with pytest.raises(FileNotFoundError, match="No OpenVINO model"):
+        OpenVINOClipModel(tmp_path / "missing.xml")
+
+
+def test_onnx_export_keeps_training_mode_and_state(fitted, tmp_path):
+    model = fitted[0]
+    model.train()
+    before = model.model.memory.items.clone()
+    model.to_onnx(tmp_path)
+    assert model.training and model.model.training
+    assert torch.equal(model.model.memory.items, before)
+    assert model.model.read_only is False

@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> None:
         synthetic_main(args[1:])
         return
 
-    import anomalib_vadproto  # noqa: F401  - registers the models before anomalib parses --model
     from anomalib.cli.cli import main as anomalib_main
+
+    import anomalib_vadproto  # noqa: F401  - registers the models before anomalib parses --model
 
     sys.argv = [sys.argv[0], *args]
     anomalib_main()

@@ -25,19 +25,19 @@ def run_demo(root: Path, epochs: int = 6, seed: int = 42) -> dict[str, float | s
 
     Returns:
         The summary: pooled image AUROC, protocol AUCs, OpenVINO-vs-PyTorch max difference, paths.
+
     """
     import torch
-    from anomalib.data import UCSDped
     from anomalib.deploy import ExportType
     from anomalib.engine import Engine
 
-    from anomalib_vadproto import Mnad
+    from anomalib_vadproto import LocalUCSDped, Mnad
     from anomalib_vadproto.data import make_synthetic_ucsd
     from anomalib_vadproto.deploy import OpenVINOClipModel
 
     start = time.perf_counter()
     data_dir = make_synthetic_ucsd(root / "data", category="synthetic", seed=seed)
-    datamodule = UCSDped(
+    datamodule = LocalUCSDped(
         root=data_dir.parent,
         category=data_dir.name,
         clip_length_in_frames=5,
@@ -53,7 +53,7 @@ def run_demo(root: Path, epochs: int = 6, seed: int = 42) -> dict[str, float | s
 
     xml = engine.export(model=model, export_type=ExportType.OPENVINO, export_root=root / "export")
     ov_model = OpenVINOClipModel(xml)
-    clips = torch.cat([batch.image for _, batch in zip(range(2), datamodule.test_dataloader())])
+    clips = torch.cat([batch.image for _, batch in zip(range(2), datamodule.test_dataloader(), strict=False)])
     with model.read_only_eval(), torch.no_grad():
         reference = model.predict_clip(clips)
     exported = ov_model(clips.numpy())

@@ -34,8 +34,12 @@ def ensure_ped2(root: Path = DEFAULT_CACHE / "ucsd_ped2") -> Path:
 def commit() -> str:
     """The current commit (with ``-dirty`` when the tree has uncommitted changes)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        )
         return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -64,3 +68,34 @@ def write_result(record: dict[str, Any], name: str) -> Path:
     path = RESULTS / f"{name}_{now.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def epoch_logger():
+    """A Lightning callback that logs each training epoch's duration and loss (progress in log files)."""
+    import logging
+    import time
+
+    from lightning.pytorch import Callback
+
+    log = logging.getLogger("benchmark")
+
+    class EpochLogger(Callback):
+        def __init__(self) -> None:
+            self.epoch_seconds: list[float] = []
+            self._start = 0.0
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+            self._start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+            self.epoch_seconds.append(round(time.perf_counter() - self._start, 1))
+            loss = trainer.callback_metrics.get("train_loss")
+            log.info(
+                "epoch %d/%d: %.1f s, loss %s",
+                trainer.current_epoch + 1,
+                trainer.max_epochs,
+                self.epoch_seconds[-1],
+                None if loss is None else f"{float(loss):.5f}",
+            )
+
+    return EpochLogger()

@@ -35,12 +35,14 @@ def latest_accuracy() -> list[dict]:
 
 def accuracy_table(records: list[dict]) -> str:
     lines = [
-        "| model | profile | epochs | paper AUC | protocol AUC micro | macro | pooled AUROC | train | test | device | results file |",
+        "| model | profile | epochs | paper AUC | protocol AUC micro | macro | pooled AUROC"
+        " | train | test | device | results file |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in records:
         lines.append(
-            f"| {NAMES.get(r['model'], r['model'])} | {r['profile']} | {r['epochs']} | {PAPER_PED2.get(r['model'], '–')}"
+            f"| {NAMES.get(r['model'], r['model'])} | {r['profile']} | {r['epochs']}"
+            f" | {PAPER_PED2.get(r['model'], '–')}"
             f" | **{r['protocol_auc_micro']:.1f}** | {r['protocol_auc_macro']:.1f} | {r['pooled_auroc']:.1f}"
             f" | {r['train_seconds'] / 60:.1f} min | {r['test_seconds'] / 60:.1f} min | {r['device']} | `{r['file']}` |"
         )

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, ensure_ped2, write_result  # noqa: E402
+from common import REPO, ensure_ped2, epoch_logger, write_result  # noqa: E402
 
 logger = logging.getLogger("ped2_accuracy")
 
@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> Path:
         num_workers=args.num_workers,
     )
     work = args.work_dir / f"{args.model}_{args.profile}"
-    engine = Engine(max_epochs=epochs, check_val_every_n_epoch=epochs, default_root_dir=work, logger=False)
+    timer = epoch_logger()
+    engine = Engine(
+        max_epochs=epochs, check_val_every_n_epoch=epochs, default_root_dir=work, logger=False, callbacks=[timer]
+    )
     model.visualizer = None  # thousands of PNGs are not the point of an accuracy run
 
     t0 = time.perf_counter()
@@ -88,7 +91,10 @@ def main(argv: list[str] | None = None) -> Path:
         "model": args.model,
         "profile": args.profile,
         "dataset": "ucsd_ped2",
-        "command": "python benchmarks/" + Path(__file__).name + " " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/"
+        + Path(__file__).name
+        + " "
+        + shlex.join(argv if argv is not None else sys.argv[1:]),
         "config": str(cfg_path.relative_to(REPO)),
         "epochs": epochs,
         "train_batch_size": batch,
@@ -99,16 +105,25 @@ def main(argv: list[str] | None = None) -> Path:
         "pixel_auroc": round(100 * float(metrics.get("pixel_AUROC", float("nan"))), 2),
         "scored_frames": int(result.num_frames),
         "test_videos": len(result.video_names),
-        "per_video_auc": {n: (None if a != a else round(100 * float(a), 2)) for n, a in zip(result.video_names, result.video_auc)},
+        "per_video_auc": {
+            Path(n).name: (None if a != a else round(100 * float(a), 2))
+            for n, a in zip(result.video_names, result.video_auc, strict=True)
+        },
         "train_seconds": round(train_seconds, 1),
+        "epoch_seconds": timer.epoch_seconds,
         "test_seconds": round(test_seconds, 1),
         "torch_threads": torch.get_num_threads(),
     }
     record.update(getattr(model, "benchmark_extras", lambda: {})())
     tag = f"_{args.tag}" if args.tag else ""
     path = write_result(record, f"accuracy_{args.model}_{args.profile}_ped2{tag}")
-    logger.info("protocol micro %.2f macro %.2f pooled %.2f -> %s", record["protocol_auc_micro"],
-                record["protocol_auc_macro"], record["pooled_auroc"], path)
+    logger.info(
+        "protocol micro %.2f macro %.2f pooled %.2f -> %s",
+        record["protocol_auc_micro"],
+        record["protocol_auc_macro"],
+        record["pooled_auroc"],
+        path,
+    )
     return path
 
 

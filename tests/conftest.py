@@ -16,7 +16,14 @@ PED2_COMPACT = SHARED / "data" / "ucsd_ped2_compact"
 
 # A model small enough to train in seconds on two CPU cores.
 TINY_MODEL_ARGS = [
-    "--model.image_size", "[32,32]", "--model.grayscale", "true", "--model.width", "4", "--model.seed", "0",
+    "--model.image_size",
+    "[32,32]",
+    "--model.grayscale",
+    "true",
+    "--model.width",
+    "4",
+    "--model.seed",
+    "0",
 ]
 
 
@@ -27,17 +34,36 @@ def anomalib_cli() -> list[str]:
 
 def data_args(root: Path) -> list[str]:
     return [
-        "--data", "LocalUCSDped", "--data.root", str(root), "--data.category", "synthetic",
-        "--data.clip_length_in_frames", "5", "--data.frames_between_clips", "1",
-        "--data.train_batch_size", "4", "--data.eval_batch_size", "8", "--data.num_workers", "0",
+        "--data",
+        "LocalUCSDped",
+        "--data.root",
+        str(root),
+        "--data.category",
+        "synthetic",
+        "--data.clip_length_in_frames",
+        "5",
+        "--data.frames_between_clips",
+        "1",
+        "--data.train_batch_size",
+        "4",
+        "--data.eval_batch_size",
+        "8",
+        "--data.num_workers",
+        "0",
     ]
 
 
-def run_cli(args: list[str], cwd: Path, command: list[str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, command: list[str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    proc = subprocess.run((command or anomalib_cli()) + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        (command or anomalib_cli()) + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -56,8 +82,17 @@ def trained_run(synthetic_root, tmp_path_factory) -> dict:
     """`anomalib train --model Mnad` (short name) for one epoch; returns the run folder and checkpoint."""
     work = tmp_path_factory.mktemp("run")
     proc = run_cli(
-        ["train", "--model", "Mnad", *TINY_MODEL_ARGS, *data_args(synthetic_root),
-         "--trainer.max_epochs", "1", "--default_root_dir", str(work)],
+        [
+            "train",
+            "--model",
+            "Mnad",
+            *TINY_MODEL_ARGS,
+            *data_args(synthetic_root),
+            "--trainer.max_epochs",
+            "1",
+            "--default_root_dir",
+            str(work),
+        ],
         cwd=work,
     )
     ckpts = sorted(work.rglob("model.ckpt"))

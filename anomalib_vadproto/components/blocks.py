@@ -74,6 +74,7 @@ class UNetEncoder(nn.Module):
         widths: Output channels of the four stages.
 
     The output has stride 8 and ``widths[3]`` channels; the three skip maps have strides 1, 2 and 4.
+
     """
 
     def __init__(self, in_channels: int, widths: Sequence[int]) -> None:
@@ -101,6 +102,7 @@ class UNetDecoder(nn.Module):
         widths: The encoder's stage widths.
         out_channels: Output image channels.
         skips: Concatenate the encoder skips (prediction) or not (reconstruction).
+
     """
 
     def __init__(self, in_channels: int, widths: Sequence[int], out_channels: int, skips: bool = True) -> None:

@@ -38,6 +38,7 @@ def validate_clip(clip: Tensor, clip_length: int, channels: int, *, check_finite
 
     Raises:
         ClipShapeError: If the rank, clip length, channel count or values are wrong.
+
     """
     if not isinstance(clip, Tensor):
         msg = f"Expected a torch.Tensor clip of shape (B, T, C, H, W), got {type(clip).__name__}."
@@ -89,6 +90,7 @@ def split_clip(clip: Tensor, num_inputs: int) -> tuple[Tensor, Tensor]:
 
     Returns:
         ``(inputs (B, num_inputs, C, H, W), target (B, C, H, W))``.
+
     """
     length = clip.shape[1]
     if num_inputs not in (length - 1, length):

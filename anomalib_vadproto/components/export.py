@@ -58,6 +58,7 @@ class VideoExportMixin:
 
         Returns:
             Non-``None`` anomalib outputs plus ``cue_<name>`` raw cues, each with batch first.
+
         """
         x = self.pre_processor(clip) if self.pre_processor else clip
         predictions, cues = self.model.score(x)
@@ -69,8 +70,10 @@ class VideoExportMixin:
 
     @contextmanager
     def read_only_eval(self) -> Iterator[None]:
-        """Evaluate without touching any state: eval mode (BN statistics frozen) and ``read_only``
-        (no test-time updates); the previous mode is restored on exit."""
+        """Evaluate without touching any state; the previous mode is restored on exit.
+
+        Eval mode freezes the BN statistics and ``read_only`` disables test-time updates.
+        """
         was_training = self.training
         self.eval()
         self.model.read_only = True
@@ -81,7 +84,7 @@ class VideoExportMixin:
             self.train(was_training)
 
     def example_clip(self, input_size: tuple[int, int] | None = None, batch: int = 2) -> Tensor:
-        """A zero clip of the model's length at ``input_size`` (default: the model's image size)."""
+        """Return a zero clip of the model's length at ``input_size`` (default: the model's image size)."""
         height, width = input_size or tuple(self.image_size)
         return torch.zeros(batch, self.clip_length, 3, int(height), int(width), device=self.device)
 
@@ -104,6 +107,7 @@ class VideoExportMixin:
 
         Returns:
             Path of the ONNX file.
+
         """
         if kwargs.pop("dynamo", True) is False:
             msg = "Only the dynamo ONNX exporter is supported (anomalib 2.7 removed the legacy one)."

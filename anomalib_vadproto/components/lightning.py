@@ -74,7 +74,9 @@ class VideoModelMixin(VideoExportMixin):
         smoothing: bool = False,
     ) -> None:
         """Create the papers'-protocol metric for this model's cues and fusion weights."""
-        self.protocol = VideoProtocolAUC(cue_weights=dict(cue_weights), normal_cues=tuple(normal_cues), smoothing=smoothing)
+        self.protocol = VideoProtocolAUC(
+            cue_weights=dict(cue_weights), normal_cues=tuple(normal_cues), smoothing=smoothing
+        )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, with a clear message, a checkpoint whose architecture differs from this instance."""
@@ -88,7 +90,9 @@ class VideoModelMixin(VideoExportMixin):
             msg = (
                 f"The checkpoint was trained with {', '.join(differences)}. Build the model with the same"
                 " arguments, e.g. `anomalib test --config <run folder>/config.yaml --ckpt_path ...` or the model"
-                " config used for training, or load it with `{0}.load_from_checkpoint(path)`.".format(type(self).__name__)
+                " config used for training, or load it with `{0}.load_from_checkpoint(path)`.".format(
+                    type(self).__name__
+                )
             )
             raise ValueError(msg)
         super().on_load_checkpoint(checkpoint)
@@ -106,14 +110,14 @@ class VideoModelMixin(VideoExportMixin):
 
     @classmethod
     def configure_visualizer(cls):  # noqa: ANN206
-        """A visualizer that understands clips (anomalib's default crashes on video)."""
+        """Use a visualizer that understands clips (anomalib's default crashes on video)."""
         from anomalib_vadproto.visualization import VideoVisualizer
 
         return VideoVisualizer()
 
     @staticmethod
     def configure_evaluator() -> Evaluator:
-        """anomalib's default metrics, with a binned pixel AUROC so memory does not grow with the test set."""
+        """Anomalib's default metrics, with a binned pixel AUROC so memory does not grow with the test set."""
         return Evaluator(
             test_metrics=[
                 AUROC(fields=["pred_score", "gt_label"], prefix="image_"),

@@ -24,6 +24,7 @@ def compactness_loss(queries: Tensor, items: Tensor, nearest: Tensor) -> Tensor:
         queries: ``(N, C)`` queries.
         items: ``(M, C)`` memory items or prototypes.
         nearest: ``(N,)`` index of each query's nearest item.
+
     """
     return F.mse_loss(queries, items.detach()[nearest])
 
@@ -47,6 +48,7 @@ def gradient_loss(prediction: Tensor, target: Tensor, border: str = "pad") -> Te
         border: ``"pad"`` zero-pads the last row/column before differencing (DLAN-AC's code, so the
             border "gradient" is the negated pixel), ``"zero"`` sets the border gradients to 0
             (the STD/CDDA code).
+
     """
     if border not in ("pad", "zero"):
         msg = f"border must be 'pad' or 'zero', got {border!r}"

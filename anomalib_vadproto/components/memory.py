@@ -36,6 +36,7 @@ def memory_update(items: Tensor, queries: Tensor, rescale: str = "code") -> Tens
 
     Returns:
         ``(M, C)`` updated, unit-norm, detached items.
+
     """
     if rescale not in RESCALE_MODES:
         msg = f"rescale must be one of {RESCALE_MODES}, got {rescale!r}"
@@ -59,6 +60,7 @@ class Memory(nn.Module):
         num_items: Number of items ``M``.
         dim: Item dimension ``C`` (the encoder's output channels).
         rescale: Update rescaling, ``"code"`` (default, what produced the paper's numbers) or ``"paper"``.
+
     """
 
     def __init__(self, num_items: int, dim: int, rescale: str = "code") -> None:
@@ -100,6 +102,7 @@ class Memory(nn.Module):
 
         Returns:
             ``(read (N, C), scores (N, M))`` where ``scores`` are the cosine similarities.
+
         """
         scores = queries @ items.t()
         weights = torch.softmax(scores, dim=1).detach()
@@ -115,6 +118,7 @@ class Memory(nn.Module):
         Args:
             queries: ``(B, K, C)`` unit-norm queries of each clip.
             gate: ``(B,)`` booleans, true where the clip's regular score is below ``γ``.
+
         """
         items = self.current_items(test_time=True)
         for index in torch.nonzero(gate).flatten().tolist():

@@ -21,6 +21,7 @@ def video_pre_processor(image_size: Sequence[int], grayscale: bool = False, sign
 
     Returns:
         A checkpoint-safe :class:`anomalib.pre_processing.PreProcessor`.
+
     """
     size = tuple(int(v) for v in image_size)
     if len(size) != 2 or min(size) < 8:

@@ -29,6 +29,7 @@ def psnr(prediction: Tensor, target: Tensor, eps: float = 1e-10) -> Tensor:
 
     Returns:
         ``(B,)`` PSNR in dB (high means normal).
+
     """
     return 10.0 * torch.log10(1.0 / frame_mse(prediction, target).clamp_min(eps))
 
@@ -41,6 +42,7 @@ def regular_score(prediction: Tensor, target: Tensor) -> Tensor:
 
     Returns:
         ``(B,)`` scores; 0 for a perfect prediction.
+
     """
     err = (to_unit_range(prediction) - to_unit_range(target)).square().flatten(1)
     weights = 1.0 - torch.exp(-err)
@@ -62,5 +64,6 @@ def feature_distance(queries: Tensor, items: Tensor, nearest: Tensor) -> Tensor:
 
     Returns:
         ``(B,)`` distances (high means anomalous).
+
     """
     return (queries - items[nearest]).square().mean(dim=(1, 2))

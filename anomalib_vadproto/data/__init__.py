@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from anomalib_vadproto.data.synthetic import make_synthetic_ucsd
-
     from anomalib_vadproto.data.datamodules import LocalUCSDped, check_ucsd_layout
+    from anomalib_vadproto.data.synthetic import make_synthetic_ucsd
 
 __all__ = ["LocalUCSDped", "check_ucsd_layout", "make_synthetic_ucsd"]
 

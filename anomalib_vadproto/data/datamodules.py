@@ -17,6 +17,7 @@ def check_ucsd_layout(root: Path | str, category: str) -> Path:
 
     Raises:
         FileNotFoundError: With the missing path and how to create the data.
+
     """
     folder = Path(root) / category
     how = (

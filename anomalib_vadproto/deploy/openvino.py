@@ -18,6 +18,7 @@ class OpenVINOClipModel:
     Args:
         path: The exported ``model.xml``.
         device: OpenVINO device name (``"CPU"``, ``"GPU"``, ``"AUTO"``).
+
     """
 
     def __init__(self, path: str | Path, device: str = "CPU") -> None:
@@ -41,8 +42,11 @@ class OpenVINOClipModel:
         """Score ``(N, T, 3, H, W)`` float32 clips in ``[0, 1]``; returns every output by name."""
         clips = np.ascontiguousarray(clips, dtype=np.float32)
         expected = tuple(int(v) if v.strip().isdigit() else None for v in self.input_shape)
-        if clips.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected, clips.shape)):
+        mismatch = clips.ndim != len(expected) or any(
+            e is not None and e != s for e, s in zip(expected, clips.shape, strict=True)
+        )
+        if mismatch:
             msg = f"The model expects clips of shape {expected} (None = any batch size), got {clips.shape}."
             raise ValueError(msg)
         results = self.compiled(clips)
-        return {name: results[output] for name, output in zip(self.output_names, self.compiled.outputs)}
+        return {name: results[output] for name, output in zip(self.output_names, self.compiled.outputs, strict=False)}

@@ -2,7 +2,6 @@
 
 import re
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,18 @@ def test_train_with_the_short_name_reports_both_protocols(trained_run):
 
 
 def test_test_from_checkpoint_reproduces_training_metrics(trained_run, synthetic_root, tmp_path):
-    proc = run_cli(["test", "--config", str(trained_run["config"]), "--ckpt_path", str(trained_run["ckpt"]),
-                    "--default_root_dir", str(tmp_path)], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "test",
+            "--config",
+            str(trained_run["config"]),
+            "--ckpt_path",
+            str(trained_run["ckpt"]),
+            "--default_root_dir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+    )
     for name in ("image_AUROC", "protocol_AUC_micro"):
         assert metric(proc.stdout, name) == pytest.approx(metric(trained_run["stdout"], name), abs=1e-6)
     # the video-aware visualizer wrote frames per video
@@ -35,25 +44,63 @@ def test_test_from_checkpoint_reproduces_training_metrics(trained_run, synthetic
 
 def test_test_with_other_architecture_fails_clearly(trained_run, synthetic_root, tmp_path):
     with pytest.raises(AssertionError, match="checkpoint was trained with"):
-        run_cli(["test", "--model", "Mnad", *data_args(synthetic_root), "--ckpt_path", str(trained_run["ckpt"]),
-                 "--default_root_dir", str(tmp_path)], cwd=tmp_path)
+        run_cli(
+            [
+                "test",
+                "--model",
+                "Mnad",
+                *data_args(synthetic_root),
+                "--ckpt_path",
+                str(trained_run["ckpt"]),
+                "--default_root_dir",
+                str(tmp_path),
+            ],
+            cwd=tmp_path,
+        )
 
 
 def test_predict_with_the_dotted_path(trained_run, synthetic_root, tmp_path):
-    run_cli(["predict", "--model", "anomalib_vadproto.Mnad", *TINY_MODEL_ARGS, *data_args(synthetic_root),
-             "--ckpt_path", str(trained_run["ckpt"]), "--default_root_dir", str(tmp_path)], cwd=tmp_path)
+    run_cli(
+        [
+            "predict",
+            "--model",
+            "anomalib_vadproto.Mnad",
+            *TINY_MODEL_ARGS,
+            *data_args(synthetic_root),
+            "--ckpt_path",
+            str(trained_run["ckpt"]),
+            "--default_root_dir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+    )
     pngs = list(tmp_path.rglob("*.png"))
     assert {p.parent.name for p in pngs} >= {"Test001", "Test002"}
 
 
-@pytest.mark.parametrize(("export_type", "files"), [
-    ("torch", ["weights/torch/model.pt"]),
-    ("onnx", ["weights/onnx/model.onnx"]),
-    ("openvino", ["weights/openvino/model.xml", "weights/openvino/model.bin"]),
-])
+@pytest.mark.parametrize(
+    ("export_type", "files"),
+    [
+        ("torch", ["weights/torch/model.pt"]),
+        ("onnx", ["weights/onnx/model.onnx"]),
+        ("openvino", ["weights/openvino/model.xml", "weights/openvino/model.bin"]),
+    ],
+)
 def test_export(trained_run, tmp_path, export_type, files):
-    run_cli(["export", "--model", "Mnad", "--export_type", export_type, "--ckpt_path", str(trained_run["ckpt"]),
-             "--default_root_dir", str(tmp_path)], cwd=tmp_path)
+    run_cli(
+        [
+            "export",
+            "--model",
+            "Mnad",
+            "--export_type",
+            export_type,
+            "--ckpt_path",
+            str(trained_run["ckpt"]),
+            "--default_root_dir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+    )
     for name in files:
         assert (tmp_path / name).is_file()
 
@@ -61,14 +108,44 @@ def test_export(trained_run, tmp_path, export_type, files):
 def test_console_script_fallback_and_model_config(synthetic_root, tmp_path):
     """`anomalib-vadproto fit` with the shipped lite config and overrides (the `.pth`-free path)."""
     command = [sys.executable, "-m", "anomalib_vadproto.cli"]
-    proc = run_cli(["fit", "--config", str(REPO / "configs/model/mnad_lite.yaml"), *data_args(synthetic_root),
-                    "--model.image_size", "[32,32]", "--model.width", "4", "--trainer.max_epochs", "1",
-                    "--trainer.limit_train_batches", "2", "--default_root_dir", str(tmp_path)], cwd=tmp_path, command=command)
+    proc = run_cli(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs/model/mnad_lite.yaml"),
+            *data_args(synthetic_root),
+            "--model.image_size",
+            "[32,32]",
+            "--model.width",
+            "4",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--default_root_dir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        command=command,
+    )
     assert list(tmp_path.rglob("*.ckpt")), proc.stdout[-2000:]
 
 
 def test_missing_dataset_folder_is_reported(tmp_path):
     with pytest.raises(AssertionError) as info:
-        run_cli(["train", "--model", "Mnad", *TINY_MODEL_ARGS, *data_args(tmp_path / "nowhere"),
-                 "--trainer.max_epochs", "1", "--default_root_dir", str(tmp_path)], cwd=tmp_path, timeout=300)
+        run_cli(
+            [
+                "train",
+                "--model",
+                "Mnad",
+                *TINY_MODEL_ARGS,
+                *data_args(tmp_path / "nowhere"),
+                "--trainer.max_epochs",
+                "1",
+                "--default_root_dir",
+                str(tmp_path),
+            ],
+            cwd=tmp_path,
+            timeout=300,
+        )
     assert "No dataset at" in str(info.value) and "nowhere" in str(info.value)

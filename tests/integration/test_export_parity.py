@@ -15,8 +15,15 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def fitted(synthetic_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("parity")
-    datamodule = LocalUCSDped(root=synthetic_root, category="synthetic", clip_length_in_frames=5, frames_between_clips=1,
-                              train_batch_size=4, eval_batch_size=8, num_workers=0)
+    datamodule = LocalUCSDped(
+        root=synthetic_root,
+        category="synthetic",
+        clip_length_in_frames=5,
+        frames_between_clips=1,
+        train_batch_size=4,
+        eval_batch_size=8,
+        num_workers=0,
+    )
     # gamma = 1 lets every test clip update the memory (a 1-epoch model is far from the paper's 0.01)
     model = Mnad(image_size=(32, 32), grayscale=True, width=4, seed=0, gamma=1.0)
     engine = Engine(max_epochs=1, default_root_dir=work, logger=False)
@@ -46,8 +53,11 @@ def test_openvino_matches_pytorch_and_export_is_read_only(fitted):
     outputs = ov_model(clips.numpy())
     with model.read_only_eval(), torch.no_grad():
         reference = model.predict_clip(clips)
-    assert set(outputs) == set(reference) >= {"pred_score", "pred_label", "anomaly_map", "pred_mask", "cue_psnr",
-                                              "cue_feature_distance"}
+    assert (
+        set(outputs)
+        == set(reference)
+        >= {"pred_score", "pred_label", "anomaly_map", "pred_mask", "cue_psnr", "cue_feature_distance"}
+    )
     for name in ("pred_score", "anomaly_map", "cue_feature_distance"):
         np.testing.assert_allclose(outputs[name], reference[name].numpy(), atol=1e-4, err_msg=name)
     np.testing.assert_allclose(outputs["cue_psnr"], reference["cue_psnr"].numpy(), atol=1e-3)  # dB

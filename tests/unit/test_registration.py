@@ -32,7 +32,9 @@ def test_importing_anomalib_models_registers_the_plugin_in_a_fresh_interpreter()
 
 
 def test_python_start_up_imports_nothing_heavy():
-    out = run_python("import sys; print(sorted(m for m in ('torch', 'anomalib', 'anomalib_vadproto') if m in sys.modules))")
+    out = run_python(
+        "import sys; print(sorted(m for m in ('torch', 'anomalib', 'anomalib_vadproto') if m in sys.modules))"
+    )
     assert out == "[]"
 
 

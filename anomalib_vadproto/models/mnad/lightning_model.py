@@ -9,16 +9,17 @@ Example:
     >>> datamodule = UCSDped(clip_length_in_frames=5, frames_between_clips=1)  # doctest: +SKIP
     >>> engine = Engine(max_epochs=60)  # doctest: +SKIP
     >>> engine.fit(Mnad(), datamodule=datamodule)  # doctest: +SKIP
+
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.visualization import Visualizer
-from anomalib.metrics import Evaluator
 from torch import nn
 
 from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
@@ -55,6 +56,7 @@ class Mnad(VideoModelMixin, AnomalibModule):
         post_processor: anomalib post-processor or ``True`` for the default.
         evaluator: anomalib evaluator or ``True`` for the default (with a binned pixel AUROC).
         visualizer: visualizer or ``True`` for the video-aware default.
+
     """
 
     architecture_hparams = ("task", "num_input_frames", "image_size", "grayscale", "width", "memory_size")
@@ -117,7 +119,7 @@ class Mnad(VideoModelMixin, AnomalibModule):
         self.setup_protocol({"psnr": weight, "feature_distance": 1.0 - weight}, normal_cues=("psnr",))
 
     def configure_post_processor(self) -> PostProcessor:
-        """anomalib's default post-processor (validation-set min-max and F1 threshold)."""
+        """Anomalib's default post-processor (validation-set min-max and F1 threshold)."""
         return PostProcessor()
 
     def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201

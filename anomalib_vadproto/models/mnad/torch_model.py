@@ -48,6 +48,7 @@ class MnadModel(nn.Module):
         update_rescale: ``"code"`` (default) or ``"paper"`` rescaling of the update weights.
         test_time_update: Apply the gated memory update during evaluation (paper: yes).
         gamma: Threshold on the weighted regular score below which a test clip updates the memory.
+
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class MnadModel(nn.Module):
         Returns:
             ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error (B, 1, H, W))`` and the cues
             ``{"psnr": (B,), "feature_distance": (B,)}`` for the papers' protocol.
+
         """
         items = self.memory.current_items(test_time=self.test_time_update and not self.read_only)
         prediction, target, queries, scores = self._encode_read_decode(clip, items)

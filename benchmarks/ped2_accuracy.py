@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--model", default="mnad", help="snake name: mnad, dlan_ac, lgn_net, apn, cdda")
     parser.add_argument("--profile", default="lite", choices=["lite", "paper"])
     parser.add_argument("--epochs", type=int, default=None, help="override the config's trainer.max_epochs")
-    parser.add_argument("--batch-size", type=int, default=None, help="train batch (default: 8 lite, 4 paper)")
+    parser.add_argument("--batch-size", type=int, default=4, help="train batch (default 4, the papers')")
     parser.add_argument("--eval-batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--data-root", type=Path, default=None, help="anomalib UCSDped root (default: materialise)")
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> Path:
     cfg_path = model_config(args.model, args.profile)
     cfg = yaml.safe_load(cfg_path.read_text())
     epochs = args.epochs or int(cfg.get("trainer", {}).get("max_epochs", 1))
-    batch = args.batch_size or (8 if args.profile == "lite" else 4)
+    batch = args.batch_size
     root = args.data_root or ensure_ped2()
 
     model = AnomalibModule.from_config(cfg_path)

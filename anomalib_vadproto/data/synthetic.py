@@ -492,7 +492,7 @@ def make_synthetic_ucsd(
             generator's manifest (e.g. the real UCSD dataset) and ``overwrite`` is False.
 
     Example:
-        >>> path = make_synthetic_ucsd("/tmp/vad_data", n_test=2)  # doctest: +SKIP
+        >>> path = make_synthetic_ucsd("datasets/vad_data", n_test=2)  # doctest: +SKIP
         >>> sorted(p.name for p in (path / "Test").iterdir())  # doctest: +SKIP
         ['Test001', 'Test001_gt', 'Test002', 'Test002_gt']
 

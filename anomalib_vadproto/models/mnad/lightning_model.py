@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
-from anomalib.post_processing import PostProcessor
 from anomalib.visualization import Visualizer
 from torch import nn
 
@@ -117,10 +116,6 @@ class Mnad(VideoModelMixin, AnomalibModule):
         )
         self.clip_length = self.model.clip_length
         self.setup_protocol({"psnr": weight, "feature_distance": 1.0 - weight}, normal_cues=("psnr",))
-
-    def configure_post_processor(self) -> PostProcessor:
-        """Anomalib's default post-processor (validation-set min-max and F1 threshold)."""
-        return PostProcessor()
 
     def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
         """Prediction, compactness and separateness losses, then the memory update with the batch's queries."""

@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> Path:
     test_seconds = time.perf_counter() - t0
 
     result = model.protocol_result
+    from anomalib_vadproto.visualization import plot_protocol_result
+
+    curves = plot_protocol_result(result, work / "score_curves")  # one PNG per test video, for a person to look at
+    logger.info("score curves: %s", curves[0].parent if curves else "none")
     record = {
         "kind": "accuracy",
         "model": args.model,

@@ -53,6 +53,12 @@ def data_args(root: Path) -> list[str]:
     ]
 
 
+def train_args(root: Path, work: Path) -> list[str]:
+    """`anomalib train --model Mnad` (short name) for one epoch of the tiny model on ``root``."""
+    return ["train", "--model", "Mnad", *TINY_MODEL_ARGS, *data_args(root), "--trainer.max_epochs", "1",
+            "--default_root_dir", str(work)]  # fmt: skip
+
+
 def run_cli(
     args: list[str], cwd: Path, command: list[str] | None = None, timeout: int = 600
 ) -> subprocess.CompletedProcess:
@@ -82,17 +88,7 @@ def trained_run(synthetic_root, tmp_path_factory) -> dict:
     """`anomalib train --model Mnad` (short name) for one epoch; returns the run folder and checkpoint."""
     work = tmp_path_factory.mktemp("run")
     proc = run_cli(
-        [
-            "train",
-            "--model",
-            "Mnad",
-            *TINY_MODEL_ARGS,
-            *data_args(synthetic_root),
-            "--trainer.max_epochs",
-            "1",
-            "--default_root_dir",
-            str(work),
-        ],
+        train_args(synthetic_root, work),
         cwd=work,
     )
     ckpts = sorted(work.rglob("model.ckpt"))

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, TINY_MODEL_ARGS, data_args, run_cli
+from tests.conftest import REPO, TINY_MODEL_ARGS, data_args, run_cli, train_args
 
 pytestmark = pytest.mark.slow
 
@@ -134,17 +134,7 @@ def test_console_script_fallback_and_model_config(synthetic_root, tmp_path):
 def test_missing_dataset_folder_is_reported(tmp_path):
     with pytest.raises(AssertionError) as info:
         run_cli(
-            [
-                "train",
-                "--model",
-                "Mnad",
-                *TINY_MODEL_ARGS,
-                *data_args(tmp_path / "nowhere"),
-                "--trainer.max_epochs",
-                "1",
-                "--default_root_dir",
-                str(tmp_path),
-            ],
+            train_args(tmp_path / "nowhere", tmp_path),
             cwd=tmp_path,
             timeout=300,
         )

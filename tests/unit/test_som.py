@@ -1,0 +1,219 @@
+"""Unit tests of DLAN-AC's Adaptive Clusterer (the SOM of spec §3.3(a))."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+from anomalib_vadproto.models.dlan_ac import AdaptiveClusterer
+from anomalib_vadproto.models.dlan_ac.som import decay_factor
+
+
+def blobs(num_blobs: int, seed: int, per_blob: int = 40, std: float = 0.05, dim: int = 8):
+    """Well-separated Gaussian blobs around orthonormal (unit-norm) centres, shuffled."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.eye(dim)[:num_blobs]
+    labels = torch.arange(num_blobs).repeat_interleave(per_blob)
+    x = centres[labels] + std * torch.randn(len(labels), dim, generator=g)
+    return x[torch.randperm(len(labels), generator=g)], centres
+
+
+def fitted(num_blobs: int = 5, maps: int = 3, seed: int = 0, **kwargs) -> tuple[AdaptiveClusterer, torch.Tensor]:
+    som = AdaptiveClusterer(feature_dim=8, num_iterations=600, seed=seed, **kwargs)
+    for m in range(maps):
+        x, centres = blobs(num_blobs, seed=100 * seed + m)
+        som.fit_feature_map(x)
+    return som, centres
+
+
+def test_defaults_are_the_paper_values():
+    som = AdaptiveClusterer()
+    assert (som.num_neurons, som.grid_rows, som.grid_cols, som.feature_dim) == (25, 5, 5, 512)
+    assert (som.sigma, som.learning_rate, som.num_iterations) == (0.5, 0.5, 5000)
+    assert (som.neighbourhood, som.decay, som.sample_order, som.centre_order) == (
+        "truncated",
+        "asymptotic",
+        "cycle",
+        "flat",
+    )
+    # MiniSom initialisation: unit-norm rows.
+    torch.testing.assert_close(som.weights.norm(dim=1), torch.ones(25))
+    assert som.num_clusters == 0
+    assert set(som.state_dict()) == {"weights", "z_sum", "num_maps", "win_counts", "last_z", "m"}
+
+
+@pytest.mark.parametrize("num_blobs", [3, 5])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_truncated_som_finds_blobs_and_counts_m(num_blobs, seed):
+    som, centres = fitted(num_blobs, seed=seed)
+    assert torch.isfinite(som.weights).all()
+    # Each true centre has a neuron close to it, and that neuron is a winner.
+    dist = torch.cdist(centres, som.weights)
+    assert dist.min(dim=1).values.max() < 0.15
+    x, _ = blobs(num_blobs, seed=999)
+    winners = som.nearest(x)
+    assert set(winners.tolist()) == set(dist.argmin(dim=1).tolist())
+    # eq. 4: every map's z equals the number of blobs, so M does too.
+    assert som.last_z.item() == num_blobs
+    assert som.num_clusters == num_blobs
+    assert som.mean_z == num_blobs
+    assert som.num_maps.item() == 3
+    assert som.win_counts.sum().item() == 3 * 40 * num_blobs
+
+
+def test_gaussian_som_covers_blobs():
+    som, centres = fitted(5, neighbourhood="gaussian")
+    assert torch.isfinite(som.weights).all()
+    assert torch.cdist(centres, som.weights).min(dim=1).values.max() < 0.15
+    # Untruncated neighbours get pulled into the blobs and may split them: M >= number of blobs.
+    assert 5 <= som.num_clusters <= 25
+
+
+def test_m_is_truncated_mean_over_maps_and_reset():
+    som = AdaptiveClusterer(feature_dim=8, num_iterations=600, seed=0)
+    x3, _ = blobs(3, seed=1)
+    x2 = x3[x3[:, 2] < 0.5]  # the same data without the third blob
+    assert som.fit_feature_map(x3) == 3
+    assert som.fit_feature_map(x2) == 2
+    assert som.mean_z == 2.5
+    assert som.num_clusters == 2  # int(2.5), as the code does
+    som.reset_statistics()
+    assert som.num_clusters == 2  # M survives until the new epoch has a map
+    assert som.num_maps.item() == 0 and som.win_counts.sum().item() == 0
+    assert som.fit_feature_map(x3) == 3
+    assert som.num_clusters == 3
+
+    rounding = AdaptiveClusterer(feature_dim=8, num_iterations=600, seed=0, m_rounding="round")
+    rounding.fit_feature_map(x3)
+    rounding.fit_feature_map(x2)
+    assert rounding.num_clusters == 3
+
+
+def test_determinism_with_seed():
+    a, _ = fitted(5, seed=3, sample_order="shuffle")
+    b, _ = fitted(5, seed=3, sample_order="shuffle")
+    torch.testing.assert_close(a.weights, b.weights, rtol=0, atol=0)
+    c = AdaptiveClusterer(feature_dim=8, seed=4)
+    assert not torch.equal(AdaptiveClusterer(feature_dim=8, seed=3).weights, c.weights)
+
+
+def one_step(som: AdaptiveClusterer, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    som.weights.copy_(weights)
+    som.fit_feature_map(x.unsqueeze(0))
+    return som.weights.clone()
+
+
+def test_truncated_updates_only_winner_at_half_sigma():
+    som = AdaptiveClusterer(feature_dim=4, num_iterations=1, sigma=0.5, learning_rate=0.5)
+    w0 = torch.randn(25, 4, generator=torch.Generator().manual_seed(0))
+    x = w0[12] + 0.01  # the centre neuron of the 5x5 grid wins
+    new = one_step(som, w0, x)
+    expected = w0.clone()
+    expected[12] = w0[12] + 0.5 * 1.0 * (x - w0[12])  # eta(0) = 0.5, h_w = exp(0) = 1
+    torch.testing.assert_close(new, expected)
+    assert torch.equal(som.neighbourhood_weights(12, 0), torch.eye(25)[12])
+
+
+def test_truncated_general_path_and_gaussian_one_step():
+    w0 = torch.randn(25, 4, generator=torch.Generator().manual_seed(1))
+    x = w0[12] + 0.01
+    # Truncated with sigma = 1: the 4 direct grid neighbours (distance 1 <= 1) get exp(-1/2);
+    # diagonal ones (distance sqrt 2 > 1) get 0.
+    som = AdaptiveClusterer(feature_dim=4, num_iterations=1, sigma=1.0, learning_rate=0.5)
+    h = torch.zeros(25)
+    h[12] = 1.0
+    h[[7, 11, 13, 17]] = math.exp(-0.5)
+    torch.testing.assert_close(one_step(som, w0, x), w0 + 0.5 * h[:, None] * (x - w0))
+    # Gaussian (MiniSom) with sigma = 0.5: untruncated, neighbours at distance 1 get exp(-2) ~ 0.14.
+    som = AdaptiveClusterer(feature_dim=4, num_iterations=1, sigma=0.5, neighbourhood="gaussian")
+    rows, cols = torch.arange(25) // 5, torch.arange(25) % 5
+    d2 = ((rows - 2) ** 2 + (cols - 2) ** 2).float()
+    h = torch.exp(-d2 / (2 * 0.25))
+    torch.testing.assert_close(one_step(som, w0, x), w0 + 0.5 * h[:, None] * (x - w0))
+
+
+def test_decay_schedule_values():
+    som = AdaptiveClusterer(feature_dim=4, sigma=0.5, learning_rate=0.5, num_iterations=5000)
+    for t, expected in [(0, 1.0), (2500, 0.5), (5000, 1 / 3), (4999, 1 / (1 + 4999 / 2500))]:
+        assert decay_factor(t, 5000) == pytest.approx(expected)
+        assert som.sigma_at(t) == pytest.approx(0.5 * expected)
+        assert som.learning_rate_at(t) == pytest.approx(0.5 * expected)
+    factors = som.decay_factors()
+    assert len(factors) == 5000 and factors[0] == 1.0 and factors[2500] == pytest.approx(0.5)
+    assert decay_factor(250, 1000, "linear") == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="decay"):
+        decay_factor(1, 10, "cosine")
+
+
+def test_state_dict_round_trip():
+    som, _ = fitted(5, seed=0)
+    buffer = io.BytesIO()
+    torch.save(som.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = AdaptiveClusterer(feature_dim=8, num_iterations=600, seed=123)
+    assert fresh.num_clusters == 0
+    fresh.load_state_dict(torch.load(buffer))
+    assert fresh.num_clusters == som.num_clusters == 5
+    assert fresh.mean_z == som.mean_z
+    torch.testing.assert_close(fresh.weights, som.weights, rtol=0, atol=0)
+    torch.testing.assert_close(fresh.win_counts, som.win_counts)
+    centres, m = fresh.init_for_netvlad()
+    assert m == 5 and centres.shape == (25, 8)
+    torch.testing.assert_close(fresh.kept_centres(), centres[:5])
+
+
+def test_centre_order_flat_and_by_wins():
+    som, _ = fitted(3, seed=0)
+    torch.testing.assert_close(som.cluster_centres(), som.weights)  # spec: flattened grid order
+    by_wins, _ = fitted(3, seed=0, centre_order="wins")
+    perm = by_wins.centre_permutation()
+    counts = by_wins.win_counts[perm]
+    assert (counts[:-1] >= counts[1:]).all() and (counts[:3] > 0).all() and (counts[3:] == 0).all()
+    torch.testing.assert_close(by_wins.kept_centres(), by_wins.weights[perm[:3]])
+
+
+def test_fit_batch_and_nearest_shapes():
+    som = AdaptiveClusterer(feature_dim=8, num_iterations=50)
+    zs = som.fit_batch(torch.randn(2, 8, 4, 4))
+    assert len(zs) == 2 and som.num_maps.item() == 2
+    idx = som.nearest(torch.randn(10, 8))
+    assert idx.shape == (10,) and idx.dtype == torch.long and idx.max() < 25
+    x = torch.randn(30, 8)
+    torch.testing.assert_close(som.nearest(x), torch.cdist(x, som.weights).argmin(1))
+
+
+def test_unfitted_centres_raise():
+    with pytest.raises(RuntimeError, match="fit at least one"):
+        AdaptiveClusterer(feature_dim=8).kept_centres()
+
+
+@pytest.mark.parametrize(
+    ("features", "match"),
+    [
+        (torch.randn(10, 7), r"shape \(N, 8\)"),
+        (torch.randn(2, 10, 8), r"shape \(N, 8\)"),
+        (torch.empty(0, 8), "empty"),
+        (torch.full((4, 8), float("nan")), "NaN"),
+        (torch.ones(4, 8, dtype=torch.long), "floating-point"),
+    ],
+)
+def test_bad_input_raises(features, match):
+    som = AdaptiveClusterer(feature_dim=8, num_iterations=10)
+    with pytest.raises(ValueError, match=match):
+        som.fit_feature_map(features)
+    with pytest.raises(ValueError, match=match):
+        som.nearest(features)
+    assert som.num_maps.item() == 0
+
+
+def test_bad_config_and_batch_raise():
+    with pytest.raises(ValueError, match="perfect square"):
+        AdaptiveClusterer(num_neurons=24)
+    assert AdaptiveClusterer(num_neurons=24, grid_rows=4).grid_cols == 6
+    with pytest.raises(ValueError, match="neighbourhood"):
+        AdaptiveClusterer(neighbourhood="bubble")
+    with pytest.raises(ValueError, match=r"\(B, 8, H, W\)"):
+        AdaptiveClusterer(feature_dim=8).fit_batch(torch.randn(3, 8))

@@ -118,7 +118,6 @@ def main(argv: list[str] | None = None) -> Path:
         "test_seconds": round(test_seconds, 1),
         "torch_threads": torch.get_num_threads(),
     }
-    record.update(getattr(model, "benchmark_extras", lambda: {})())
     tag = f"_{args.tag}" if args.tag else ""
     path = write_result(record, f"accuracy_{args.model}_{args.profile}_ped2{tag}")
     logger.info(

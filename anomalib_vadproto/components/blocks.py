@@ -47,15 +47,23 @@ class UpConv(nn.Sequential):
 
 
 class OutputHead(nn.Sequential):
-    """``Gen``: conv-BN-ReLU twice, then a 3x3 convolution to the output channels and ``tanh``."""
+    """Output head: two 3x3 conv(-BN)-ReLU layers, then a 3x3 convolution to the output channels and ``tanh``.
 
-    def __init__(self, in_channels: int, hidden: int, out_channels: int) -> None:
-        super().__init__(
-            *conv_bn_relu(in_channels, hidden),
-            *conv_bn_relu(hidden, hidden),
-            nn.Conv2d(hidden, out_channels, 3, padding=1),
-            nn.Tanh(),
-        )
+    ``batch_norm=True`` is MNAD's ``Gen``; ``batch_norm=False`` is MPN's ``ohead`` used by DLAN-AC and
+    APN (``spec/methods.md`` §3.2, §4.2).
+    """
+
+    def __init__(self, in_channels: int, hidden: int, out_channels: int, batch_norm: bool = True) -> None:
+        if batch_norm:
+            layers = [*conv_bn_relu(in_channels, hidden), *conv_bn_relu(hidden, hidden)]
+        else:
+            layers = [
+                nn.Conv2d(in_channels, hidden, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hidden, hidden, 3, padding=1),
+                nn.ReLU(inplace=True),
+            ]
+        super().__init__(*layers, nn.Conv2d(hidden, out_channels, 3, padding=1), nn.Tanh())
 
 
 def unet_widths(width: int) -> tuple[int, int, int, int]:
@@ -102,10 +110,18 @@ class UNetDecoder(nn.Module):
         widths: The encoder's stage widths.
         out_channels: Output image channels.
         skips: Concatenate the encoder skips (prediction) or not (reconstruction).
+        head_batch_norm: BN in the output head (MNAD) or not (the MPN ``ohead`` of DLAN-AC and APN).
 
     """
 
-    def __init__(self, in_channels: int, widths: Sequence[int], out_channels: int, skips: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        widths: Sequence[int],
+        out_channels: int,
+        skips: bool = True,
+        head_batch_norm: bool = True,
+    ) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
         self.skips = skips
@@ -114,12 +130,12 @@ class UNetDecoder(nn.Module):
             self.up3, self.block3 = UpConv(w4, w3), DoubleConv(2 * w3, w3)
             self.up2, self.block2 = UpConv(w3, w2), DoubleConv(2 * w2, w2)
             self.up1 = UpConv(w2, w1)
-            self.head = OutputHead(2 * w1, w1, out_channels)
+            self.head = OutputHead(2 * w1, w1, out_channels, batch_norm=head_batch_norm)
         else:
             self.up3, self.block3 = UpConv(w4, w4), DoubleConv(w4, w3)
             self.up2, self.block2 = UpConv(w3, w3), DoubleConv(w3, w2)
             self.up1 = UpConv(w2, w2)
-            self.head = OutputHead(w2, w1, out_channels)
+            self.head = OutputHead(w2, w1, out_channels, batch_norm=head_batch_norm)
 
     def forward(self, x: Tensor, skips: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
         """Decode ``x``; ``skips`` are required when the decoder was built with ``skips=True``."""

@@ -128,11 +128,19 @@ class VideoModelMixin(VideoExportMixin):
         )
 
     def configure_optimizers(self):  # noqa: ANN201
-        """Adam (0.9, 0.999) with cosine annealing to 0 over ``max_epochs``, stepped per epoch."""
+        """Adam (0.9, 0.999) with cosine annealing to 0 over :meth:`schedule_epochs`, stepped per epoch."""
         optimizer = torch.optim.Adam(self.trainable_parameters(), lr=self.lr, betas=(0.9, 0.999))
-        epochs = max(1, int(getattr(self.trainer, "max_epochs", None) or 1)) if self._trainer is not None else 1
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.schedule_epochs(), eta_min=0.0)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def max_epochs(self) -> int:
+        """Return the trainer's ``max_epochs`` (1 without a trainer or with an unbounded run)."""
+        epochs = getattr(self.trainer, "max_epochs", None) if self._trainer is not None else None
+        return max(1, int(epochs or 1))
+
+    def schedule_epochs(self) -> int:
+        """``T_max`` of the cosine schedule: the whole run by default."""
+        return self.max_epochs()
 
     def trainable_parameters(self):  # noqa: ANN201
         """Parameters given to the optimiser (all of the torch model's by default)."""

@@ -17,25 +17,35 @@ def intensity_loss(prediction: Tensor, target: Tensor) -> Tensor:
     return F.mse_loss(prediction, target)
 
 
-def compactness_loss(queries: Tensor, items: Tensor, nearest: Tensor) -> Tensor:
-    """``mean((q - p_a(q))²)`` over all queries and channels, with the items detached.
+def compactness_loss(queries: Tensor, items: Tensor, nearest: Tensor, detach_items: bool = True) -> Tensor:
+    """``mean((q - p_a(q))²)`` over all queries and channels.
 
     Args:
         queries: ``(N, C)`` queries.
         items: ``(M, C)`` memory items or prototypes.
         nearest: ``(N,)`` index of each query's nearest item.
+        detach_items: Stop the gradient to the items (MNAD's memory, default); DLAN-AC's prototypes
+            are learnt outputs and keep it (``spec/methods.md`` §3.4).
 
     """
-    return F.mse_loss(queries, items.detach()[nearest])
+    return F.mse_loss(queries, (items.detach() if detach_items else items)[nearest])
 
 
-def separateness_loss(queries: Tensor, items: Tensor, nearest: Tensor, second: Tensor, margin: float = 1.0) -> Tensor:
+def separateness_loss(
+    queries: Tensor,
+    items: Tensor,
+    nearest: Tensor,
+    second: Tensor,
+    margin: float = 1.0,
+    detach_items: bool = True,
+) -> Tensor:
     """Triplet margin loss pulling each query to its nearest item and away from the second nearest.
 
     PyTorch's default form: ``mean(max(0, ‖q - p_a + ε‖ - ‖q - p_b + ε‖ + margin))`` with
-    ``ε = 1e-6``; the items are detached, so only the queries (the encoder) are trained.
+    ``ε = 1e-6``. With ``detach_items`` (MNAD, default) only the queries (the encoder) are trained.
     """
-    items = items.detach()
+    if detach_items:
+        items = items.detach()
     return F.triplet_margin_loss(queries, items[nearest], items[second], margin=margin)
 
 

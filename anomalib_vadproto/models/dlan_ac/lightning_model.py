@@ -1,0 +1,288 @@
+"""DLAN-AC as an anomalib video model: ``anomalib train --model DlanAc``.
+
+Yang, Wu, Liu, Zhang, *Dynamic Local Aggregation Network with Adaptive Clusterer for Anomaly
+Detection*, ECCV 2022.
+
+Both training stages run inside one ``fit`` (one ``anomalib train``): the first ``ac_epochs``
+epochs are stage 1 (autoencoder with the intensity and gradient losses, the Adaptive Clusterer
+fitted on the detached features), the remaining ``max_epochs - ac_epochs`` are stage 2 (DLAN
+initialised from the clusterer's centres and ``M``, all four losses). The optimiser and its cosine
+schedule are rebuilt at the switch. The stage is stored in the checkpoint, so ``--ckpt_path`` resumes
+in either stage.
+
+Example:
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_vadproto import DlanAc, LocalUCSDped
+    >>> datamodule = LocalUCSDped(root="...", clip_length_in_frames=5, frames_between_clips=1)  # doctest: +SKIP
+    >>> engine = Engine(max_epochs=90)  # 10 AC epochs + 80 DLAN epochs (Ped2)
+    >>> engine.fit(DlanAc(ac_epochs=10), datamodule=datamodule)  # doctest: +SKIP
+
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.visualization import Visualizer
+from torch import Tensor, nn
+
+from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
+from anomalib_vadproto.components.losses import (
+    compactness_loss,
+    gradient_loss,
+    intensity_loss,
+    separateness_loss,
+)
+from anomalib_vadproto.components.pre_processing import video_pre_processor
+
+from .torch_model import DlanAcModel, DlanAcTrainOutput
+
+logger = logging.getLogger(__name__)
+
+STAGE2_INITS = ("continue", "fresh")
+
+
+def prototype_losses(out: DlanAcTrainOutput, margin: float) -> tuple[Tensor, Tensor]:
+    """Compactness and separateness losses (§3.4) against each sample's own prototypes, not detached.
+
+    The ``(B, M, D)`` prototypes are flattened to ``(B·M, D)`` and every query indexes into its own
+    sample's block, so the shared MNAD loss functions apply unchanged.
+    """
+    b, m, d = out.prototypes.shape
+    queries = out.features.flatten(2).transpose(1, 2).reshape(-1, d)  # (B·N, D)
+    items = out.prototypes.reshape(b * m, d)
+    offset = (torch.arange(b, device=items.device) * m).repeat_interleave(out.scores.shape[1])
+    order = out.scores.reshape(-1, m).topk(min(2, m), dim=1).indices + offset[:, None]
+    compact = compactness_loss(queries, items, order[:, 0], detach_items=False)
+    if m < 2:  # a single prototype has no second nearest: nothing to separate
+        return compact, compact.new_zeros(())
+    separate = separateness_loss(queries, items, order[:, 0], order[:, 1], margin, detach_items=False)
+    return compact, separate
+
+
+class DlanAc(VideoModelMixin, AnomalibModule):
+    """DLAN-AC: dynamic local aggregation of encoder features into prototypes, sized by a SOM.
+
+    Args:
+        num_input_frames: Past frames the model reads (paper: 4, so clips of 5).
+        image_size: Frame size after the pre-processor (paper: 256x256).
+        grayscale: Convert frames to one grey channel (lite profiles).
+        width: Base channel width (paper: 64; feature dimension ``8 * width`` = 512).
+        num_clusters: ``L``, SOM neurons = NetVLAD clusters (paper: 25, a 5x5 grid).
+        alpha: NetVLAD ``α`` (not in the paper; 100, the usual value for unit-norm features).
+        normalize_features: L2-normalise the encoder features (recommended reading).
+        ac_epochs: Stage-1 epochs (paper: 10 Ped2/Avenue, 5 ShanghaiTech); stage 2 runs for the rest
+            of ``--trainer.max_epochs`` (paper: 80/80/20, so ``max_epochs`` 90/90/25).
+        som_sigma: SOM ``δ`` (paper: 0.5; the released script's default 0.3).
+        som_learning_rate: SOM ``η`` (paper: 0.5).
+        som_iterations: SOM iterations ``k`` per feature map (paper: 5000).
+        som_neighbourhood: ``"truncated"`` (paper eq. 2) or ``"gaussian"`` (MiniSom).
+        som_maps_per_batch: Feature maps of each training batch given to the SOM; ``None`` gives it
+            every map (paper). A smaller number subsamples maps, never iterations (spec §3.8 item 9).
+        centre_order: "The first M" clusters: ``"flat"`` (SOM grid order, spec) or ``"wins"``.
+        m_rounding: ``"truncate"`` (released code) or ``"round"`` the mean number of winners into ``M``.
+        stage2_init: ``"continue"`` (default) keeps the stage-1 autoencoder for stage 2;
+            ``"fresh"`` re-initialises it, as the released script does (only ``M`` and the centres carry over).
+        lambda_intensity: Weight of the intensity (MSE) loss (paper: 1).
+        lambda_gradient: Weight of the gradient loss (paper: 1; the released stage-2 loop drops it).
+        lambda_compact: Weight of the compactness loss in stage 2 (paper: 0.01).
+        lambda_separate: Weight of the separateness loss in stage 2 (paper: 0.01).
+        margin: Triplet margin ``γ`` of the separateness loss (paper: 1).
+        gradient_border: ``"pad"`` (DLAN-AC's code) or ``"zero"`` border of the gradient loss.
+        lr: Adam learning rate of both stages (paper: 2e-4; the released code 1e-4).
+        seed: Seed for a reproducible run (also seeds the SOM's initialisation).
+        pre_processor: ``True`` builds resize (+ grey) + ``[-1, 1]`` scaling at ``image_size``.
+        post_processor: anomalib post-processor or ``True`` for the default.
+        evaluator: anomalib evaluator or ``True`` for the default (with a binned pixel AUROC).
+        visualizer: visualizer or ``True`` for the video-aware default.
+
+    """
+
+    architecture_hparams = ("num_input_frames", "image_size", "grayscale", "width", "num_clusters")
+
+    def __init__(
+        self,
+        num_input_frames: int = 4,
+        image_size: Sequence[int] | int = (256, 256),
+        grayscale: bool = False,
+        width: int = 64,
+        num_clusters: int = 25,
+        alpha: float = 100.0,
+        normalize_features: bool = True,
+        ac_epochs: int = 10,
+        som_sigma: float = 0.5,
+        som_learning_rate: float = 0.5,
+        som_iterations: int = 5000,
+        som_neighbourhood: str = "truncated",
+        som_maps_per_batch: int | None = None,
+        centre_order: str = "flat",
+        m_rounding: str = "truncate",
+        stage2_init: str = "continue",
+        lambda_intensity: float = 1.0,
+        lambda_gradient: float = 1.0,
+        lambda_compact: float = 0.01,
+        lambda_separate: float = 0.01,
+        margin: float = 1.0,
+        gradient_border: str = "pad",
+        lr: float = 2e-4,
+        seed: int | None = None,
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        seed_if_given(seed)
+        if ac_epochs < 1:
+            msg = f"ac_epochs must be at least 1 (stage 1 finds M and the centres), got {ac_epochs}"
+            raise ValueError(msg)
+        if som_maps_per_batch is not None and som_maps_per_batch < 1:
+            msg = f"som_maps_per_batch must be None (all maps) or at least 1, got {som_maps_per_batch}"
+            raise ValueError(msg)
+        if stage2_init not in STAGE2_INITS:
+            msg = f"stage2_init must be one of {STAGE2_INITS}, got {stage2_init!r}"
+            raise ValueError(msg)
+        if gradient_border not in ("pad", "zero"):
+            msg = f"gradient_border must be 'pad' or 'zero', got {gradient_border!r}"
+            raise ValueError(msg)
+        self.image_size = as_size(image_size)
+        if pre_processor is True:
+            pre_processor = video_pre_processor(self.image_size, grayscale=grayscale)
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        self.lr = lr
+        self.ac_epochs = ac_epochs
+        self.som_maps_per_batch = som_maps_per_batch
+        self.stage2_init = stage2_init
+        self.loss_weights = {
+            "int": lambda_intensity,
+            "grad": lambda_gradient,
+            "compact": lambda_compact,
+            "separate": lambda_separate,
+        }
+        self.margin = margin
+        self.gradient_border = gradient_border
+        self.model = DlanAcModel(
+            num_input_frames=num_input_frames,
+            in_channels=1 if grayscale else 3,
+            width=width,
+            num_clusters=num_clusters,
+            alpha=alpha,
+            normalize_features=normalize_features,
+            som_sigma=som_sigma,
+            som_learning_rate=som_learning_rate,
+            som_iterations=som_iterations,
+            som_neighbourhood=som_neighbourhood,
+            centre_order=centre_order,
+            m_rounding=m_rounding,
+            seed=0 if seed is None else seed,
+        )
+        self.clip_length = self.model.clip_length
+        #: Wall-clock seconds per stage and of the SOM (stage 1), carried in checkpoints.
+        self.timing = {"ac_seconds": 0.0, "dlan_seconds": 0.0, "som_seconds": 0.0}
+        self._epoch_start = 0.0
+        self.setup_protocol({"psnr": 1.0}, normal_cues=("psnr",))
+
+    # ------------------------------------------------------------------ stages and optimisers
+    def on_fit_start(self) -> None:
+        """Refuse a run too short to reach stage 2, before any epoch is spent."""
+        max_epochs = getattr(self.trainer, "max_epochs", None)
+        if max_epochs is None or max_epochs < 0 or max_epochs <= self.ac_epochs:
+            msg = (
+                f"DlanAc trains {self.ac_epochs} Adaptive-Clusterer epochs (ac_epochs) and then DLAN for the rest of"
+                f" --trainer.max_epochs, which is {max_epochs}. Set max_epochs > ac_epochs, e.g. the paper's"
+                f" {self.ac_epochs} + 80 = {self.ac_epochs + 80} for Ped2."
+            )
+            raise ValueError(msg)
+
+    def schedule_epochs(self) -> int:
+        """Each stage has its own cosine schedule: ``ac_epochs``, then ``max_epochs - ac_epochs``."""
+        if self.model.in_dlan_stage:
+            return max(1, self.max_epochs() - self.ac_epochs)
+        return self.ac_epochs
+
+    def trainable_parameters(self):  # noqa: ANN201
+        """Stage 1: encoder and decoder (released script). Stage 2: everything, DLAN included."""
+        return self.model.parameters() if self.model.in_dlan_stage else self.model.autoencoder_parameters()
+
+    def on_train_epoch_start(self) -> None:
+        """Start an AC statistics epoch in stage 1; switch to stage 2 at epoch ``ac_epochs``."""
+        if self.current_epoch < self.ac_epochs:
+            self.model.clusterer.reset_statistics()
+        elif not self.model.in_dlan_stage:
+            m = self.model.start_dlan_stage(reinitialise_autoencoder=self.stage2_init == "fresh")
+            self.trainer.strategy.setup_optimizers(self.trainer)  # new optimiser and schedule for stage 2
+            logger.info(
+                "DLAN-AC stage 2 from epoch %d: M = %d kept clusters of L = %d (mean winners per map %.2f).",
+                self.current_epoch,
+                m,
+                self.model.dlan.num_clusters,
+                self.model.clusterer.mean_z,
+            )
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        """Log ``M`` and the stage times (stage 1: also the SOM's share)."""
+        key = "dlan_seconds" if self.model.in_dlan_stage else "ac_seconds"
+        self.timing[key] += time.perf_counter() - self._epoch_start
+        values = {"num_prototypes": float(self.model.num_prototypes)}
+        if not self.model.in_dlan_stage:
+            values["ac_mean_winners"] = self.model.clusterer.mean_z
+            values["som_seconds"] = self.timing["som_seconds"]
+        self.log_dict(values, prog_bar=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["dlan_ac_timing"] = dict(self.timing)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        super().on_load_checkpoint(checkpoint)
+        self.timing.update(checkpoint.get("dlan_ac_timing", {}))
+
+    def run_summary(self) -> dict[str, Any]:
+        """Report the two stages for benchmarks: ``M``, stage times and the SOM's share of stage 1."""
+        ac = self.timing["ac_seconds"]
+        return {
+            "num_prototypes_m": self.model.num_prototypes,
+            "num_clusters_l": self.model.dlan.num_clusters,
+            "ac_mean_winners": round(self.model.clusterer.mean_z, 3),
+            "stage": "dlan" if self.model.in_dlan_stage else "ac",
+            "ac_seconds": round(ac, 1),
+            "dlan_seconds": round(self.timing["dlan_seconds"], 1),
+            "som_seconds": round(self.timing["som_seconds"], 1),
+            "som_share_of_ac_stage": round(self.timing["som_seconds"] / ac, 4) if ac > 0 else None,
+        }
+
+    # ------------------------------------------------------------------ training
+    def _fit_clusterer(self, features: Tensor) -> None:
+        start = time.perf_counter()
+        maps = features.detach() if self.som_maps_per_batch is None else features.detach()[: self.som_maps_per_batch]
+        self.model.clusterer.fit_batch(maps)
+        if features.is_cuda:
+            torch.cuda.synchronize(features.device)
+        self.timing["som_seconds"] += time.perf_counter() - start
+
+    def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
+        """Intensity + gradient losses (stage 1, plus the SOM) or all four losses (stage 2)."""
+        del batch_idx, args, kwargs
+        out = self.model(batch.image)
+        losses = {
+            "int": intensity_loss(out.prediction, out.target),
+            "grad": gradient_loss(out.prediction, out.target, border=self.gradient_border),
+        }
+        if out.prototypes is not None:
+            losses["compact"], losses["separate"] = prototype_losses(out, self.margin)
+        else:
+            self._fit_clusterer(out.features)
+        loss = sum(self.loss_weights[name] * value for name, value in losses.items())
+        self.log_losses({"loss": loss, **losses}, batch_size=batch.image.shape[0])
+        return loss

@@ -13,7 +13,8 @@ spec's recommended reading (§3.2):
 
 The stage lives in a buffer, so a checkpoint of either stage restores the right forward pass. The
 decoder's input width is the same in both stages: the half that sees ``P̂`` receives zeros in
-stage 1, so the stage-1 autoencoder carries over to stage 2 and starts from its stage-1 output.
+stage 1, so the stage-1 autoencoder carries over to stage 2; the decoder weights on that half are
+zeroed at the switch, so stage 2 starts exactly from the stage-1 prediction.
 """
 
 from __future__ import annotations
@@ -152,6 +153,11 @@ class DlanAcModel(nn.Module):
             for module in (*self.encoder.modules(), *self.decoder.modules()):
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
+        else:
+            # The decoder's weights on the P̂ half never saw a non-zero input in stage 1 (so never moved).
+            # Zeroing them makes stage 2 start from the stage-1 prediction; they train from the first step.
+            with torch.no_grad():
+                self.decoder.block4[0].weight[:, self.dlan.feature_dim :].zero_()
         self.stage.fill_(DLAN_STAGE)
         return m
 

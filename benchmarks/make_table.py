@@ -49,6 +49,23 @@ def accuracy_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def stages_table(records: list[dict]) -> str:
+    """DLAN-AC's two stages: M found (next to the paper's), stage times and the SOM's share of stage 1."""
+    lines = [
+        "| profile | M found | paper M | mean winners per map | AC stage | DLAN stage | SOM | SOM share of AC stage"
+        " | results file |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in records:
+        share = r.get("som_share_of_ac_stage")
+        lines.append(
+            f"| {r['profile']} | **{r['num_prototypes_m']}** | {r.get('paper', {}).get('num_prototypes_m', '–')}"
+            f" | {r['ac_mean_winners']:.2f} | {r['ac_seconds'] / 60:.1f} min | {r['dlan_seconds'] / 60:.1f} min"
+            f" | {r['som_seconds'] / 60:.1f} min | {'–' if share is None else f'{100 * share:.0f} %'} | `{r['file']}` |"
+        )
+    return "\n".join(lines)
+
+
 def replace_block(path: Path, key: str, body: str) -> None:
     text = path.read_text()
     start, end = f"<!-- results:{key} -->", f"<!-- /results:{key} -->"
@@ -66,6 +83,9 @@ def main() -> None:
         readme = REPO / "anomalib_vadproto" / "models" / model / "README.md"
         if readme.is_file():
             replace_block(readme, model, accuracy_table([r for r in records if r["model"] == model]))
+            staged = [r for r in records if r["model"] == model and "num_prototypes_m" in r]
+            if staged:
+                replace_block(readme, f"{model}_stages", stages_table(staged))
 
 
 if __name__ == "__main__":

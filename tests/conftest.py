@@ -53,6 +53,21 @@ def data_args(root: Path) -> list[str]:
     ]
 
 
+def clip_datamodule(root: Path, category: str = "synthetic", train_batch_size: int = 4, eval_batch_size: int = 8):
+    """``LocalUCSDped`` with 5-frame clips at stride 1 and no workers (the Engine-level tests)."""
+    from anomalib_vadproto import LocalUCSDped
+
+    return LocalUCSDped(
+        root=root,
+        category=category,
+        clip_length_in_frames=5,
+        frames_between_clips=1,
+        train_batch_size=train_batch_size,
+        eval_batch_size=eval_batch_size,
+        num_workers=0,
+    )
+
+
 def train_args(root: Path, work: Path) -> list[str]:
     """`anomalib train --model Mnad` (short name) for one epoch of the tiny model on ``root``."""
     return ["train", "--model", "Mnad", *TINY_MODEL_ARGS, *data_args(root), "--trainer.max_epochs", "1",

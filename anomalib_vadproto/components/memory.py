@@ -18,11 +18,17 @@ Exact semantics of ``spec/methods.md`` §1.3 (shared by MNAD and LGN-Net):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F  # noqa: N812
+from anomalib.data import InferenceBatch
 from torch import Tensor, nn
 
+from anomalib_vadproto.components.losses import compactness_loss, intensity_loss, separateness_loss
 from anomalib_vadproto.components.prototypes import prototype_read
+from anomalib_vadproto.components.scores import error_map, feature_distance, psnr, regular_score
 
 RESCALE_MODES = ("code", "paper")
 
@@ -128,3 +134,89 @@ class Memory(nn.Module):
     def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super()._load_from_state_dict(*args, **kwargs)
         self._test_items = None
+
+
+@dataclass
+class MemoryTrainOutput:
+    """What a training step needs for the memory losses and the memory update (MNAD, LGN-Net)."""
+
+    prediction: Tensor  # (B, C, H, W) in [-1, 1]
+    target: Tensor  # (B, C, H, W)
+    queries: Tensor  # (B*K, D) unit-norm
+    items: Tensor  # (M, D) items used for the read (pre-update)
+    nearest: Tensor  # (B*K,) first nearest item
+    second: Tensor  # (B*K,) second nearest item
+
+    @classmethod
+    def build(cls, prediction: Tensor, target: Tensor, read: MemoryRead, items: Tensor) -> MemoryTrainOutput:
+        """Pick each query's nearest and second-nearest items from the read scores."""
+        top2 = read.scores.topk(2, dim=1).indices
+        return cls(prediction, target, read.queries, items, top2[:, 0], top2[:, 1])
+
+    def losses(self, margin: float = 1.0) -> dict[str, Tensor]:
+        """Prediction (MSE), compactness and separateness losses, items detached (spec §1.4)."""
+        return {
+            "pred": intensity_loss(self.prediction, self.target),
+            "compact": compactness_loss(self.queries, self.items, self.nearest),
+            "separate": separateness_loss(self.queries, self.items, self.nearest, self.second, margin),
+        }
+
+
+class MemoryRead(NamedTuple):
+    """A feature map read from the memory."""
+
+    query_map: Tensor  # (B, D, h, w) unit-norm queries
+    queries: Tensor  # (B*h*w, D) the same, flattened location-major
+    read_map: Tensor  # (B, D, h, w) memory read p̂
+    scores: Tensor  # (B*h*w, M) cosine similarities to the items
+
+
+def read_feature_map(memory: Memory, features: Tensor, items: Tensor) -> MemoryRead:
+    """L2-normalise a ``(B, D, h, w)`` encoder map into queries and read ``items`` at every location."""
+    query_map = F.normalize(features, dim=1)
+    b, d, h, w = query_map.shape
+    queries = query_map.permute(0, 2, 3, 1).reshape(b * h * w, d)
+    read, scores = memory.read(queries, items)
+    return MemoryRead(query_map, queries, read.reshape(b, h, w, d).permute(0, 3, 1, 2), scores)
+
+
+class MemoryModelMixin:
+    """Evaluation behaviour shared by torch models with an MNAD memory (MNAD, LGN-Net).
+
+    The model sets ``memory``, ``test_time_update``, ``gamma`` and ``read_only``.
+    """
+
+    memory: Memory
+    test_time_update: bool
+    gamma: float
+    read_only: bool
+    training: bool
+
+    def reset_test_state(self) -> None:
+        """Restart the test-time memory from the trained items."""
+        self.memory.reset_test_items()
+
+    def step_items(self) -> Tensor:
+        """Items to read now: the trained items in training, the evolving test-time copy otherwise."""
+        if self.training:
+            return self.memory.items
+        return self.memory.current_items(test_time=self.test_time_update and not self.read_only)
+
+    def memory_score(
+        self, prediction: Tensor, target: Tensor, read: MemoryRead, items: Tensor
+    ) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        """PSNR and feature-distance cues, then (unless read-only) the gated test-time update.
+
+        Returns:
+            ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error (B, 1, H, W))`` and the cues
+            ``{"psnr": (B,), "feature_distance": (B,)}`` for the papers' protocol.
+
+        """
+        b = prediction.shape[0]
+        per_clip = read.queries.reshape(b, -1, read.queries.shape[-1])
+        frame_psnr = psnr(prediction, target)
+        distance = feature_distance(per_clip, items, read.scores.argmax(dim=1).reshape(b, -1))
+        if self.test_time_update and not self.read_only:
+            self.memory.gated_update_(per_clip.detach(), regular_score(prediction, target) < self.gamma)
+        batch = InferenceBatch(pred_score=-frame_psnr, anomaly_map=error_map(prediction, target))
+        return batch, {"psnr": frame_psnr, "feature_distance": distance}

@@ -1,6 +1,7 @@
 """The plugin's video models, one folder per method."""
 
 from .dlan_ac import DlanAc
+from .lgn_net import LgnNet
 from .mnad import Mnad
 
-__all__ = ["DlanAc", "Mnad"]
+__all__ = ["DlanAc", "LgnNet", "Mnad"]

@@ -6,8 +6,9 @@ import torch
 from anomalib.deploy import ExportType
 from anomalib.engine import Engine
 
-from anomalib_vadproto import LocalUCSDped, Mnad
+from anomalib_vadproto import Mnad
 from anomalib_vadproto.deploy import OpenVINOClipModel
+from tests.conftest import clip_datamodule
 
 pytestmark = pytest.mark.slow
 
@@ -15,15 +16,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def fitted(synthetic_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("parity")
-    datamodule = LocalUCSDped(
-        root=synthetic_root,
-        category="synthetic",
-        clip_length_in_frames=5,
-        frames_between_clips=1,
-        train_batch_size=4,
-        eval_batch_size=8,
-        num_workers=0,
-    )
+    datamodule = clip_datamodule(synthetic_root)
     # gamma = 1 lets every test clip update the memory (a 1-epoch model is far from the paper's 0.01)
     model = Mnad(image_size=(32, 32), grayscale=True, width=4, seed=0, gamma=1.0)
     engine = Engine(max_epochs=1, default_root_dir=work, logger=False)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import PED2_COMPACT
+from tests.conftest import PED2_COMPACT, clip_datamodule
 
 pytestmark = [
     pytest.mark.real_data,
@@ -35,20 +35,12 @@ def write_video(name: str, root, masks=None, max_frames=None):
 def test_ped2_protocol_alignment_on_real_frames(tmp_path):
     from anomalib.engine import Engine
 
-    from anomalib_vadproto import LocalUCSDped, Mnad
+    from anomalib_vadproto import Mnad
 
     masks = np.load(PED2_COMPACT / "masks.npz")["Test001"]
     write_video("Train001", tmp_path, max_frames=60)
     n_test = write_video("Test001", tmp_path, masks=masks)
-    datamodule = LocalUCSDped(
-        root=tmp_path,
-        category="UCSDped2",
-        clip_length_in_frames=5,
-        frames_between_clips=1,
-        train_batch_size=8,
-        eval_batch_size=16,
-        num_workers=0,
-    )
+    datamodule = clip_datamodule(tmp_path, category="UCSDped2", train_batch_size=8, eval_batch_size=16)
     model = Mnad(image_size=(64, 96), grayscale=True, width=4, seed=0)
     engine = Engine(max_epochs=1, default_root_dir=tmp_path / "run", logger=False, limit_train_batches=3)
     engine.fit(model=model, datamodule=datamodule)

@@ -9,7 +9,7 @@ from anomalib.models import get_model, list_models
 from anomalib.models.components import AnomalibModule
 
 import anomalib_vadproto
-from anomalib_vadproto import Mnad
+from anomalib_vadproto import DlanAc, Mnad
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -18,12 +18,12 @@ def run_python(code: str) -> str:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def test_models_are_direct_anomalib_subclasses():
-    assert AnomalibModule in Mnad.__bases__
-    assert "mnad" in list_models()
-    model = get_model("mnad", width=4, image_size=32)
-    assert isinstance(model, Mnad)
-    assert isinstance(get_model("Mnad", width=4, image_size=32), Mnad)
+@pytest.mark.parametrize(("cls", "snake"), [(Mnad, "mnad"), (DlanAc, "dlan_ac")])
+def test_models_are_direct_anomalib_subclasses(cls, snake):
+    assert AnomalibModule in cls.__bases__
+    assert snake in list_models()
+    assert isinstance(get_model(snake, width=4, image_size=32), cls)
+    assert isinstance(get_model(cls.__name__, width=4, image_size=32), cls)
 
 
 def test_importing_anomalib_models_registers_the_plugin_in_a_fresh_interpreter():
@@ -42,6 +42,7 @@ def test_short_name_resolves_through_jsonargparse():
     from jsonargparse._typehints import resolve_class_path_by_name
 
     assert resolve_class_path_by_name(AnomalibModule, "Mnad") == "anomalib_vadproto.Mnad"
+    assert resolve_class_path_by_name(AnomalibModule, "DlanAc") == "anomalib_vadproto.DlanAc"
 
 
 @pytest.mark.parametrize("config", sorted((CONFIGS / "model").glob("*.yaml")), ids=lambda p: p.stem)

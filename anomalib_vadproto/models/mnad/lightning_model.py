@@ -22,7 +22,6 @@ from anomalib.visualization import Visualizer
 from torch import nn
 
 from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
-from anomalib_vadproto.components.losses import compactness_loss, intensity_loss, separateness_loss
 from anomalib_vadproto.components.pre_processing import video_pre_processor
 
 from .torch_model import MnadModel
@@ -121,11 +120,7 @@ class Mnad(VideoModelMixin, AnomalibModule):
         """Prediction, compactness and separateness losses, then the memory update with the batch's queries."""
         del batch_idx, args, kwargs
         out = self.model(batch.image)
-        losses = {
-            "pred": intensity_loss(out.prediction, out.target),
-            "compact": compactness_loss(out.queries, out.items, out.nearest),
-            "separate": separateness_loss(out.queries, out.items, out.nearest, out.second, self.margin),
-        }
+        losses = out.losses(self.margin)
         loss = losses["pred"] + self.lambda_compact * losses["compact"] + self.lambda_separate * losses["separate"]
         self.model.memory.update_(out.queries)
         self.log_losses({"loss": loss, **losses}, batch_size=batch.image.shape[0])

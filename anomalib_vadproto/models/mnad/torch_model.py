@@ -8,34 +8,24 @@ for the exact memory semantics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-import torch.nn.functional as F  # noqa: N812
 from anomalib.data import InferenceBatch
 from torch import Tensor, nn
 
 from anomalib_vadproto.components.blocks import UNetDecoder, UNetEncoder, unet_widths
 from anomalib_vadproto.components.clip import split_clip, stack_frames, validate_clip
-from anomalib_vadproto.components.memory import Memory
-from anomalib_vadproto.components.scores import error_map, feature_distance, psnr, regular_score
+from anomalib_vadproto.components.memory import (
+    Memory,
+    MemoryModelMixin,
+    MemoryRead,
+    MemoryTrainOutput,
+    read_feature_map,
+)
 
 TASKS = ("prediction", "reconstruction")
 
 
-@dataclass
-class MnadTrainOutput:
-    """What the training step needs for MNAD's losses and memory update."""
-
-    prediction: Tensor  # (B, C, H, W) in [-1, 1]
-    target: Tensor  # (B, C, H, W)
-    queries: Tensor  # (B*K, D) unit-norm
-    items: Tensor  # (M, D) items used for the read (pre-update)
-    nearest: Tensor  # (B*K,) first nearest item
-    second: Tensor  # (B*K,) second nearest item
-
-
-class MnadModel(nn.Module):
+class MnadModel(MemoryModelMixin, nn.Module):
     """MNAD network with its memory.
 
     Args:
@@ -81,30 +71,22 @@ class MnadModel(nn.Module):
         self.memory = Memory(memory_size, widths[3], rescale=update_rescale)
         self.decoder = UNetDecoder(2 * widths[3], widths, in_channels, skips=task == "prediction")
 
-    def reset_test_state(self) -> None:
-        """Restart the test-time memory from the trained items."""
-        self.memory.reset_test_items()
-
-    def _encode_read_decode(self, clip: Tensor, items: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _encode_read_decode(self, clip: Tensor, items: Tensor) -> tuple[Tensor, Tensor, MemoryRead]:
         clip = validate_clip(clip, self.clip_length, self.in_channels)
         inputs, target = split_clip(clip, self.num_inputs)
         features, skips = self.encoder(stack_frames(inputs))
-        queries = F.normalize(features, dim=1)
-        b, d, h, w = queries.shape
-        flat = queries.permute(0, 2, 3, 1).reshape(b * h * w, d)
-        read, scores = self.memory.read(flat, items)
-        read = read.reshape(b, h, w, d).permute(0, 3, 1, 2)
-        prediction = self.decoder(torch.cat((queries, read), dim=1), skips if self.task == "prediction" else None)
-        return prediction, target, flat, scores
+        read = read_feature_map(self.memory, features, items)
+        decoder_input = torch.cat((read.query_map, read.read_map), dim=1)
+        prediction = self.decoder(decoder_input, skips if self.task == "prediction" else None)
+        return prediction, target, read
 
-    def forward(self, clip: Tensor) -> MnadTrainOutput | InferenceBatch:
+    def forward(self, clip: Tensor) -> MemoryTrainOutput | InferenceBatch:
         """Training: outputs for the losses. Evaluation: an ``InferenceBatch`` (see :meth:`score`)."""
         if not self.training:
             return self.score(clip)[0]
-        items = self.memory.items
-        prediction, target, queries, scores = self._encode_read_decode(clip, items)
-        top2 = scores.topk(2, dim=1).indices
-        return MnadTrainOutput(prediction, target, queries, items, top2[:, 0], top2[:, 1])
+        items = self.step_items()
+        prediction, target, read = self._encode_read_decode(clip, items)
+        return MemoryTrainOutput.build(prediction, target, read, items)
 
     def score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
         """Score clips and, unless read-only, apply the gated test-time memory update.
@@ -117,13 +99,6 @@ class MnadModel(nn.Module):
             ``{"psnr": (B,), "feature_distance": (B,)}`` for the papers' protocol.
 
         """
-        items = self.memory.current_items(test_time=self.test_time_update and not self.read_only)
-        prediction, target, queries, scores = self._encode_read_decode(clip, items)
-        b = prediction.shape[0]
-        per_clip = queries.reshape(b, -1, queries.shape[-1])
-        frame_psnr = psnr(prediction, target)
-        distance = feature_distance(per_clip, items, scores.argmax(dim=1).reshape(b, -1))
-        if self.test_time_update and not self.read_only:
-            self.memory.gated_update_(per_clip.detach(), regular_score(prediction, target) < self.gamma)
-        batch = InferenceBatch(pred_score=-frame_psnr, anomaly_map=error_map(prediction, target))
-        return batch, {"psnr": frame_psnr, "feature_distance": distance}
+        items = self.step_items()
+        prediction, target, read = self._encode_read_decode(clip, items)
+        return self.memory_score(prediction, target, read, items)

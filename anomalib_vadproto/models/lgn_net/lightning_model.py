@@ -1,0 +1,140 @@
+"""LGN-Net as an anomalib video model: ``anomalib train --model LgnNet``.
+
+Zhao, Ren, Yu, Wang, Zheng, *LGN-Net: Local-Global Normality Network for Video Anomaly Detection*, 2022.
+
+Example:
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_vadproto import LgnNet, LocalUCSDped
+    >>> datamodule = LocalUCSDped(root="...", clip_length_in_frames=5, frames_between_clips=1)  # doctest: +SKIP
+    >>> engine = Engine(max_epochs=60)
+    >>> engine.fit(LgnNet(), datamodule=datamodule)  # doctest: +SKIP
+
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.visualization import Visualizer
+from torch import nn
+
+from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
+from anomalib_vadproto.components.losses import intensity_loss
+from anomalib_vadproto.components.pre_processing import video_pre_processor
+
+from .torch_model import LgnNetModel
+
+
+class LgnNet(VideoModelMixin, AnomalibModule):
+    """LGN-Net: ST-LSTM local normality fused with an MNAD-memory global normality.
+
+    Defaults are the paper's UCSD Ped2 values (``spec/methods.md`` §2.6); the configs carry the
+    Avenue and ShanghaiTech ones.
+
+    Args:
+        variant: ``"lgn"`` (paper), ``"lgn_st"`` (ConvLSTM cells), ``"loc"`` (Loc-Net, local branch only)
+            or ``"glo"`` (Glo-Net, memory branch only, decoding ``[q ; p̂]``).
+        num_input_frames: Past frames the model reads (paper: 4, so clips of 5).
+        image_size: Frame size after the pre-processor (paper: 256x256).
+        grayscale: Convert frames to one grey channel (lite profiles).
+        width: Base channel width (paper: 64).
+        num_layers: Stacked recurrent cells (paper: 4).
+        memory_size: Memory items (10 Ped2/Avenue, 200 ShanghaiTech).
+        lambda_compact: Compactness weight ``λ_c`` (10 / 10 / 1).
+        lambda_separate: Separateness weight ``λ_s`` (5 / 2 / 1).
+        margin: Triplet margin ``α`` (1).
+        score_weight: ``λ`` of the score ``λ(1 - g(PSNR)) + (1 - λ) g(D)`` (0.6 / 0.5 / 0.8).
+        gamma: Test-time update threshold on the weighted regular score (0.009 / 0.006 / 0.0135).
+        update_rescale: ``"code"`` (default) or ``"paper"`` memory-update rescaling (as MNAD).
+        test_time_update: Apply the gated memory update while evaluating (paper: yes).
+        lr: Adam learning rate (2e-4).
+        seed: Seed for a reproducible run (anomalib's ``--seed_everything`` is not applied by its CLI).
+        pre_processor: ``True`` builds resize (+ grey) + ``[-1, 1]`` scaling at ``image_size``.
+        post_processor: anomalib post-processor or ``True`` for the default.
+        evaluator: anomalib evaluator or ``True`` for the default (with a binned pixel AUROC).
+        visualizer: visualizer or ``True`` for the video-aware default.
+
+    """
+
+    architecture_hparams = (
+        "variant",
+        "num_input_frames",
+        "image_size",
+        "grayscale",
+        "width",
+        "num_layers",
+        "memory_size",
+    )
+
+    def __init__(
+        self,
+        variant: str = "lgn",
+        num_input_frames: int = 4,
+        image_size: Sequence[int] | int = (256, 256),
+        grayscale: bool = False,
+        width: int = 64,
+        num_layers: int = 4,
+        memory_size: int = 10,
+        lambda_compact: float = 10.0,
+        lambda_separate: float = 5.0,
+        margin: float = 1.0,
+        score_weight: float = 0.6,
+        gamma: float = 0.009,
+        update_rescale: str = "code",
+        test_time_update: bool = True,
+        lr: float = 2e-4,
+        seed: int | None = None,
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        seed_if_given(seed)
+        if not 0.0 <= score_weight <= 1.0:
+            msg = f"score_weight must be in [0, 1], got {score_weight}"
+            raise ValueError(msg)
+        self.image_size = as_size(image_size)
+        if pre_processor is True:
+            pre_processor = video_pre_processor(self.image_size, grayscale=grayscale)
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        self.lr = lr
+        self.lambda_compact = lambda_compact
+        self.lambda_separate = lambda_separate
+        self.margin = margin
+        self.model = LgnNetModel(
+            variant=variant,
+            num_input_frames=num_input_frames,
+            in_channels=1 if grayscale else 3,
+            width=width,
+            num_layers=num_layers,
+            memory_size=memory_size,
+            update_rescale=update_rescale,
+            test_time_update=test_time_update,
+            gamma=gamma,
+        )
+        self.clip_length = self.model.clip_length
+        if self.model.has_memory:
+            self.setup_protocol({"psnr": score_weight, "feature_distance": 1.0 - score_weight})
+        else:  # Loc-Net: PSNR only
+            self.setup_protocol({"psnr": 1.0})
+
+    def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
+        """Prediction loss plus (with a memory) compactness and separateness, then the memory update."""
+        del batch_idx, args, kwargs
+        out = self.model(batch.image)
+        if out.queries is None:  # Loc-Net
+            losses = {"pred": intensity_loss(out.prediction, out.target)}
+            loss = losses["pred"]
+        else:
+            losses = out.losses(self.margin)
+            loss = losses["pred"] + self.lambda_compact * losses["compact"] + self.lambda_separate * losses["separate"]
+            self.model.memory.update_(out.queries)
+        self.log_losses({"loss": loss, **losses}, batch_size=batch.image.shape[0])
+        return loss

@@ -1,0 +1,169 @@
+"""DLAN-AC end to end: both stages in one fit, schedule reset, resume in either stage, CLI, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from anomalib.engine import Engine
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from anomalib_vadproto import DlanAc
+from anomalib_vadproto.deploy import OpenVINOClipModel
+from tests.conftest import TINY_MODEL_ARGS, clip_datamodule, data_args, run_cli
+from tests.integration.test_cli import metric
+
+pytestmark = pytest.mark.slow
+
+TINY_DLAN = {"image_size": (32, 32), "grayscale": True, "width": 4, "ac_epochs": 2, "som_iterations": 100, "seed": 0}
+DLAN_CLI_ARGS = ["--model.ac_epochs", "1", "--model.som_iterations", "100"]
+
+
+class LearningRates(Callback):
+    """Record the learning rate and optimiser size seen by the first batch of every epoch."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[float, int]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001, D102
+        if batch_idx == 0:
+            group = trainer.optimizers[0].param_groups[0]
+            self.seen[trainer.current_epoch] = (group["lr"], len(group["params"]))
+
+
+def fit(root, work, ckpt_path=None, max_epochs: int = 4) -> tuple[DlanAc, LearningRates]:  # noqa: ANN001
+    model = DlanAc(**TINY_DLAN)
+    rates = LearningRates()
+    every_epoch = ModelCheckpoint(
+        dirpath=work / "epochs", filename="{epoch}", save_top_k=-1, save_on_train_epoch_end=True
+    )
+    engine = Engine(
+        max_epochs=max_epochs,
+        default_root_dir=work,
+        logger=False,
+        check_val_every_n_epoch=100,  # no validation: these tests are about training
+        callbacks=[rates, every_epoch],
+    )
+    engine.fit(model=model, datamodule=clip_datamodule(root), ckpt_path=ckpt_path)
+    return model, rates
+
+
+@pytest.fixture(scope="module")
+def two_stage_run(synthetic_root, tmp_path_factory):
+    work = tmp_path_factory.mktemp("dlan")
+    model, rates = fit(synthetic_root, work)
+    return model, rates, work
+
+
+def test_both_stages_run_in_one_fit_with_a_schedule_per_stage(two_stage_run):
+    model, rates, _ = two_stage_run
+    lr = 2e-4
+    n_autoencoder = len(model.model.autoencoder_parameters())
+    n_all = len(list(model.model.parameters()))
+    # stage 1 (2 epochs): cosine over 2 epochs, encoder + decoder only; stage 2 restarts at lr over 2 epochs
+    assert rates.seen[0] == (pytest.approx(lr), n_autoencoder)
+    assert rates.seen[1] == (pytest.approx(lr / 2), n_autoencoder)
+    assert rates.seen[2] == (pytest.approx(lr), n_all)
+    assert rates.seen[3] == (pytest.approx(lr / 2), n_all)
+    assert model.model.in_dlan_stage
+    summary = model.run_summary()
+    assert summary["num_prototypes_m"] == model.model.dlan.m >= 1
+    assert summary["ac_seconds"] > 0 and summary["dlan_seconds"] > 0
+    assert 0 < summary["som_share_of_ac_stage"] < 1
+
+
+@pytest.mark.parametrize(("epoch", "stage"), [(1, 0), (2, 1)])
+def test_resume_from_either_stage(two_stage_run, synthetic_root, tmp_path, epoch, stage):
+    model, _, work = two_stage_run
+    ckpt = work / "epochs" / f"epoch={epoch}.ckpt"
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert int(saved["state_dict"]["model.stage"]) == stage
+    assert "dlan_ac_timing" in saved
+    resumed, rates = fit(synthetic_root, tmp_path, ckpt_path=ckpt)
+    assert sorted(rates.seen) == list(range(epoch + 1, 4))
+    # the switch (epoch 2) resets the schedule; epoch 3 continues it
+    expected = {2: 2e-4, 3: 1e-4}
+    for e, (lr, n_params) in rates.seen.items():
+        assert lr == pytest.approx(expected[e])
+        assert n_params == len(list(resumed.model.parameters()))
+    assert resumed.model.in_dlan_stage
+    assert resumed.model.dlan.m == model.model.dlan.m  # M comes from the restored stage-1 clusterer
+    assert resumed.timing["ac_seconds"] == pytest.approx(saved["dlan_ac_timing"]["ac_seconds"])
+
+
+def test_a_run_too_short_for_stage_two_is_refused(synthetic_root, tmp_path):
+    with pytest.raises(ValueError, match="max_epochs > ac_epochs"):
+        fit(synthetic_root, tmp_path, max_epochs=2)
+
+
+@pytest.fixture(scope="module")
+def cli_run(synthetic_root, tmp_path_factory):
+    work = tmp_path_factory.mktemp("dlan_cli")
+    proc = run_cli(
+        [
+            "train",
+            "--model",
+            "DlanAc",
+            *TINY_MODEL_ARGS,
+            *DLAN_CLI_ARGS,
+            *data_args(synthetic_root),
+            "--trainer.max_epochs",
+            "2",
+            "--default_root_dir",
+            str(work),
+        ],  # fmt: skip
+        cwd=work,
+    )
+    ckpt = next(work.rglob("model.ckpt"))
+    return {"work": work, "ckpt": ckpt, "config": ckpt.parents[2] / "config.yaml", "stdout": proc.stdout}
+
+
+def test_cli_train_runs_both_stages_and_test_reproduces(cli_run, tmp_path):
+    state = torch.load(cli_run["ckpt"], map_location="cpu", weights_only=False)["state_dict"]
+    assert int(state["model.stage"]) == 1 and int(state["model.dlan.num_kept"]) >= 1
+    assert int(state["model.dlan.num_kept"]) == int(state["model.clusterer.m"])
+    for name in ("image_AUROC", "protocol_AUC_micro", "protocol_AUC_macro"):
+        assert 0.0 <= metric(cli_run["stdout"], name) <= 1.0
+    proc = run_cli(
+        [
+            "test",
+            "--config",
+            str(cli_run["config"]),
+            "--ckpt_path",
+            str(cli_run["ckpt"]),
+            "--default_root_dir",
+            str(tmp_path),
+        ],  # fmt: skip
+        cwd=tmp_path,
+    )
+    assert metric(proc.stdout, "protocol_AUC_micro") == pytest.approx(metric(cli_run["stdout"], "protocol_AUC_micro"))
+
+
+def test_cli_export_openvino_matches_pytorch(cli_run, synthetic_root, tmp_path):
+    run_cli(
+        [
+            "export",
+            "--model",
+            "DlanAc",
+            "--export_type",
+            "openvino",
+            "--ckpt_path",
+            str(cli_run["ckpt"]),
+            "--default_root_dir",
+            str(tmp_path),
+        ],  # fmt: skip
+        cwd=tmp_path,
+    )
+    xml = tmp_path / "weights" / "openvino" / "model.xml"
+    assert xml.is_file()
+    model = DlanAc.load_from_checkpoint(cli_run["ckpt"], map_location="cpu")
+    assert model.model.in_dlan_stage
+    data = clip_datamodule(synthetic_root)
+    data.setup()
+    clips = torch.cat([batch.image for batch in data.test_dataloader()])[:6]
+    with model.read_only_eval(), torch.no_grad():
+        reference = model.predict_clip(clips)
+    outputs = OpenVINOClipModel(xml)(clips.numpy())
+    assert set(outputs) == set(reference) >= {"pred_score", "anomaly_map", "cue_psnr"}
+    np.testing.assert_allclose(outputs["anomaly_map"], reference["anomaly_map"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(outputs["cue_psnr"], reference["cue_psnr"].numpy(), atol=1e-3)  # dB

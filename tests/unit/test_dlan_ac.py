@@ -1,0 +1,211 @@
+"""Unit tests of DLAN-AC: NetVLAD at initialisation, DRCS, the prototype read, stages and losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from anomalib_vadproto import DlanAc
+from anomalib_vadproto.components.clip import ClipShapeError
+from anomalib_vadproto.models.dlan_ac import DlanAcModel, DynamicLocalAggregation
+from anomalib_vadproto.models.dlan_ac.lightning_model import prototype_losses
+
+
+def unit_features(b: int = 2, d: int = 8, h: int = 3, w: int = 4, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(b, d, h, w, generator=g), dim=1)
+
+
+def initialised(
+    clusters: int = 6, m: int = 3, d: int = 8, alpha: float = 5.0, seed: int = 1
+) -> DynamicLocalAggregation:
+    dlan = DynamicLocalAggregation(feature_dim=d, num_clusters=clusters, alpha=alpha)
+    centres = F.normalize(torch.randn(clusters, d, generator=torch.Generator().manual_seed(seed)), dim=1)
+    dlan.initialise(centres, m)
+    return dlan
+
+
+def test_paper_network_has_the_estimated_parameter_counts():
+    model = DlanAcModel()
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert count(model.encoder) == 4_693_376  # spec §3.2: 4.69 M
+    assert count(model.decoder) == 10_957_187  # 10.96 M, with the BN-free ohead
+    assert count(model.dlan) == 12_825 + 12_800 + 262_656  # 1x1 conv, centres, FC
+    assert count(model.clusterer) == 0  # the SOM is buffers, never given to the optimiser
+    assert count(model.decoder.head) == 112_451  # MPN's ohead, spec §4.2
+
+
+@pytest.mark.parametrize("alpha", [1.0, 5.0, 100.0])
+def test_assignment_at_initialisation_is_softmax_of_negative_scaled_distance(alpha):
+    dlan = initialised(alpha=alpha)
+    features = unit_features()
+    vectors = features.flatten(2).transpose(1, 2)  # (B, N, D)
+    expected = torch.softmax(-alpha * torch.cdist(vectors, dlan.centres.detach()).square(), dim=2).transpose(1, 2)
+    torch.testing.assert_close(dlan.soft_assignment(features), expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dlan.assign.weight[:, :, 0, 0], 2 * alpha * dlan.centres.detach())
+
+
+def test_residual_aggregation_keeps_the_first_m_columns():
+    dlan = initialised(clusters=6, m=3)
+    with torch.no_grad():  # identity FC: the prototypes are the normalised residuals
+        dlan.fc.weight.copy_(torch.eye(8))
+        dlan.fc.bias.zero_()
+    features = unit_features()
+    prototypes, assignment = dlan(features)
+    assert prototypes.shape == (2, 3, 8) and assignment.shape == (2, 6, 12)
+    vectors = features.flatten(2).transpose(1, 2)
+    for b in range(2):
+        for m in range(3):
+            residual = sum(assignment[b, m, n] * (vectors[b, n] - dlan.centres[m]) for n in range(12))
+            torch.testing.assert_close(prototypes[b, m], F.normalize(residual, dim=0), atol=1e-5, rtol=1e-4)
+
+
+def test_only_the_kept_clusters_reach_the_prototypes():
+    dlan = initialised(clusters=6, m=3)
+    prototypes, _ = dlan(unit_features())
+    prototypes.square().sum().backward()
+    grad = dlan.centres.grad
+    assert grad[:3].abs().sum() > 0
+    assert torch.equal(grad[3:], torch.zeros_like(grad[3:]))  # ghost residuals are dropped
+    assert dlan.assign.weight.grad[3:].abs().sum() > 0  # ... but ghosts still shape the softmax
+    with torch.no_grad():
+        before, _ = dlan(unit_features())
+        dlan.centres[3:] += 1.0
+        after, _ = dlan(unit_features())
+    torch.testing.assert_close(before, after)
+
+
+def test_read_is_a_softmax_over_the_prototypes():
+    queries = F.normalize(torch.randn(2, 5, 4), dim=2)
+    prototypes = F.normalize(torch.randn(2, 3, 4), dim=2)
+    read, scores = DynamicLocalAggregation.read(queries, prototypes)
+    for b in range(2):
+        for n in range(5):
+            w = torch.softmax(prototypes[b] @ queries[b, n], dim=0)
+            torch.testing.assert_close(scores[b, n], prototypes[b] @ queries[b, n])
+            torch.testing.assert_close(read[b, n], w @ prototypes[b])
+
+
+def test_dlan_refuses_bad_initialisation():
+    dlan = DynamicLocalAggregation(feature_dim=8, num_clusters=6)
+    with pytest.raises(RuntimeError, match="M = 0"):
+        dlan(unit_features())
+    with pytest.raises(ValueError, match="M must be in"):
+        dlan.initialise(torch.zeros(6, 8), 7)
+    with pytest.raises(ValueError, match="shape"):
+        dlan.initialise(torch.zeros(5, 8), 3)
+    with pytest.raises(ValueError, match="NaN"):
+        dlan.initialise(torch.full((6, 8), float("nan")), 3)
+
+
+def tiny_model(**kwargs) -> DlanAcModel:
+    torch.manual_seed(0)
+    return DlanAcModel(in_channels=1, width=4, som_iterations=200, **kwargs)
+
+
+def clip(b: int = 2, size: int = 32) -> torch.Tensor:
+    return torch.rand(b, 5, 1, size, size, generator=torch.Generator().manual_seed(3)) * 2 - 1
+
+
+def test_stage_switch_initialises_dlan_from_the_som_and_keeps_the_prediction():
+    model = tiny_model()
+    out = model(clip())
+    assert out.prototypes is None and not model.in_dlan_stage
+    with pytest.raises(RuntimeError, match="has not seen any feature map"):
+        model.start_dlan_stage()
+    model.clusterer.fit_batch(out.features.detach())
+    m = model.clusterer.num_clusters
+    model.eval()
+    before = model.score(clip())[0].anomaly_map
+    assert model.start_dlan_stage() == m == model.num_prototypes
+    assert model.in_dlan_stage and int(model.stage) == 1
+    torch.testing.assert_close(model.dlan.centres.detach(), model.clusterer.weights)  # flat order: c*_l
+    torch.testing.assert_close(model.score(clip())[0].anomaly_map, before)  # stage 2 starts from stage 1
+    model.train()
+    out = model(clip())
+    assert out.prototypes.shape == (2, m, 32) and out.scores.shape == (2, 16, m)
+
+
+def test_fresh_stage_two_reinitialises_the_autoencoder():
+    model = tiny_model()
+    model.clusterer.fit_batch(model(clip()).features.detach())
+    encoder = [p.clone() for p in model.encoder.parameters()]
+    model.start_dlan_stage(reinitialise_autoencoder=True)
+    assert any(not torch.equal(a, b) for a, b in zip(encoder, model.encoder.parameters(), strict=True))
+
+
+def test_stage_and_m_survive_a_state_dict_round_trip():
+    model = tiny_model()
+    model.clusterer.fit_batch(model(clip()).features.detach())
+    model.start_dlan_stage()
+    model.eval()
+    restored = tiny_model()
+    restored.load_state_dict(model.state_dict())
+    restored.eval()
+    assert restored.in_dlan_stage and restored.num_prototypes == model.num_prototypes
+    torch.testing.assert_close(restored.score(clip())[1]["psnr"], model.score(clip())[1]["psnr"])
+
+
+def test_prototype_losses_use_each_samples_own_prototypes_and_keep_gradients():
+    model = tiny_model()
+    model.clusterer.fit_batch(model(clip()).features.detach())
+    model.start_dlan_stage()
+    out = model(clip())
+    compact, separate = prototype_losses(out, margin=1.0)
+    b, m, d = out.prototypes.shape
+    queries = out.features.flatten(2).transpose(1, 2)
+    nearest = out.scores.argmax(dim=2)
+    expected = torch.stack([(queries[i] - out.prototypes[i][nearest[i]]).square().mean() for i in range(b)]).mean()
+    torch.testing.assert_close(compact, expected)
+    (compact + separate).backward()
+    assert model.dlan.fc.weight.grad is not None and model.dlan.fc.weight.grad.abs().sum() > 0  # not detached
+
+
+def test_single_prototype_has_no_separateness():
+    model = tiny_model()
+    model.clusterer.fit_batch(model(clip()).features.detach())
+    model.dlan.initialise(model.clusterer.cluster_centres(), 1)
+    model.stage.fill_(1)
+    compact, separate = prototype_losses(model(clip()), margin=1.0)
+    assert separate.item() == 0.0 and compact.item() > 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (torch.rand(2, 1, 32, 32), ClipShapeError),  # a 4-D image batch, not a clip
+        (torch.rand(2, 4, 1, 32, 32), ClipShapeError),  # 4 frames, the model needs 5
+        (torch.rand(2, 5, 3, 32, 32), ClipShapeError),  # RGB into a grey model
+        (torch.full((2, 5, 1, 32, 32), float("nan")), ValueError),
+    ],
+)
+def test_bad_clips_fail_clearly(bad, error):
+    with pytest.raises(error):
+        tiny_model()(bad)
+
+
+def test_lightning_model_stages_parameters_and_schedule():
+    model = DlanAc(image_size=32, grayscale=True, width=4, ac_epochs=3, som_iterations=50)
+    stage1 = {id(p) for p in model.trainable_parameters()}
+    assert {id(p) for p in model.model.dlan.parameters()}.isdisjoint(stage1)
+    assert {id(p) for p in model.model.encoder.parameters()} <= stage1
+    assert model.schedule_epochs() == 3
+    model.model.clusterer.fit_batch(model.model(clip()).features.detach())
+    model.model.start_dlan_stage()
+    assert {id(p) for p in model.model.dlan.parameters()} <= {id(p) for p in model.trainable_parameters()}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"ac_epochs": 0}, "ac_epochs"),
+        ({"som_maps_per_batch": 0}, "som_maps_per_batch"),
+        ({"stage2_init": "reuse"}, "stage2_init"),
+        ({"gradient_border": "wrap"}, "gradient_border"),
+        ({"som_neighbourhood": "bubble"}, "neighbourhood"),
+    ],
+)
+def test_bad_arguments_fail_clearly(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DlanAc(image_size=32, grayscale=True, width=4, **kwargs)

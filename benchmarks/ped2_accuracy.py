@@ -20,14 +20,14 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, ensure_ped2, epoch_logger, write_result  # noqa: E402
+from common import REPO, commit, ensure_ped2, epoch_logger, write_result  # noqa: E402
 
 logger = logging.getLogger("ped2_accuracy")
 
 # What the papers report for Ped2 beside the AUC, stored next to the measured values.
 PAPER_FACTS = {"dlan_ac": {"auc_micro": 97.6, "num_prototypes_m": 13}}
 # Train batch of the paper profiles (the lite default is 4: faster per clip on a 2-core CPU).
-PAPER_BATCH = {"mnad": 4, "dlan_ac": 8}
+PAPER_BATCH = {"mnad": 4, "dlan_ac": 8, "lgn_net": 8}
 
 
 def model_config(model: str, profile: str) -> Path:
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--work-dir", type=Path, default=REPO / ".cache" / "runs")
     parser.add_argument("--tag", default="", help="suffix for the results file name")
     args = parser.parse_args(argv)
+    started_on = commit()  # the code that runs is the code at start; edits during a long run do not count
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     import torch
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> Path:
     logger.info("score curves: %s", curves[0].parent if curves else "none")
     record = {
         "kind": "accuracy",
+        "commit": started_on,
         "model": args.model,
         "profile": args.profile,
         "dataset": "ucsd_ped2",

@@ -1,22 +1,18 @@
-"""DLAN-AC end to end: both stages in one fit, schedule reset, resume in either stage, CLI, export."""
+"""DLAN-AC through anomalib's Engine: both stages in one fit, schedule reset, resume in either stage."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from anomalib.engine import Engine
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from anomalib_vadproto import DlanAc
-from anomalib_vadproto.deploy import OpenVINOClipModel
-from tests.conftest import TINY_MODEL_ARGS, clip_datamodule, data_args, run_cli
-from tests.integration.test_cli import metric
+from tests.conftest import clip_datamodule
 
 pytestmark = pytest.mark.slow
 
 TINY_DLAN = {"image_size": (32, 32), "grayscale": True, "width": 4, "ac_epochs": 2, "som_iterations": 100, "seed": 0}
-DLAN_CLI_ARGS = ["--model.ac_epochs", "1", "--model.som_iterations", "100"]
 
 
 class LearningRates(Callback):
@@ -94,76 +90,3 @@ def test_resume_from_either_stage(two_stage_run, synthetic_root, tmp_path, epoch
 def test_a_run_too_short_for_stage_two_is_refused(synthetic_root, tmp_path):
     with pytest.raises(ValueError, match="max_epochs > ac_epochs"):
         fit(synthetic_root, tmp_path, max_epochs=2)
-
-
-@pytest.fixture(scope="module")
-def cli_run(synthetic_root, tmp_path_factory):
-    work = tmp_path_factory.mktemp("dlan_cli")
-    proc = run_cli(
-        [
-            "train",
-            "--model",
-            "DlanAc",
-            *TINY_MODEL_ARGS,
-            *DLAN_CLI_ARGS,
-            *data_args(synthetic_root),
-            "--trainer.max_epochs",
-            "2",
-            "--default_root_dir",
-            str(work),
-        ],  # fmt: skip
-        cwd=work,
-    )
-    ckpt = next(work.rglob("model.ckpt"))
-    return {"work": work, "ckpt": ckpt, "config": ckpt.parents[2] / "config.yaml", "stdout": proc.stdout}
-
-
-def test_cli_train_runs_both_stages_and_test_reproduces(cli_run, tmp_path):
-    state = torch.load(cli_run["ckpt"], map_location="cpu", weights_only=False)["state_dict"]
-    assert int(state["model.stage"]) == 1 and int(state["model.dlan.num_kept"]) >= 1
-    assert int(state["model.dlan.num_kept"]) == int(state["model.clusterer.m"])
-    for name in ("image_AUROC", "protocol_AUC_micro", "protocol_AUC_macro"):
-        assert 0.0 <= metric(cli_run["stdout"], name) <= 1.0
-    proc = run_cli(
-        [
-            "test",
-            "--config",
-            str(cli_run["config"]),
-            "--ckpt_path",
-            str(cli_run["ckpt"]),
-            "--default_root_dir",
-            str(tmp_path),
-        ],  # fmt: skip
-        cwd=tmp_path,
-    )
-    assert metric(proc.stdout, "protocol_AUC_micro") == pytest.approx(metric(cli_run["stdout"], "protocol_AUC_micro"))
-
-
-def test_cli_export_openvino_matches_pytorch(cli_run, synthetic_root, tmp_path):
-    run_cli(
-        [
-            "export",
-            "--model",
-            "DlanAc",
-            "--export_type",
-            "openvino",
-            "--ckpt_path",
-            str(cli_run["ckpt"]),
-            "--default_root_dir",
-            str(tmp_path),
-        ],  # fmt: skip
-        cwd=tmp_path,
-    )
-    xml = tmp_path / "weights" / "openvino" / "model.xml"
-    assert xml.is_file()
-    model = DlanAc.load_from_checkpoint(cli_run["ckpt"], map_location="cpu")
-    assert model.model.in_dlan_stage
-    data = clip_datamodule(synthetic_root)
-    data.setup()
-    clips = torch.cat([batch.image for batch in data.test_dataloader()])[:6]
-    with model.read_only_eval(), torch.no_grad():
-        reference = model.predict_clip(clips)
-    outputs = OpenVINOClipModel(xml)(clips.numpy())
-    assert set(outputs) == set(reference) >= {"pred_score", "anomaly_map", "cue_psnr"}
-    np.testing.assert_allclose(outputs["anomaly_map"], reference["anomaly_map"].numpy(), atol=1e-4)
-    np.testing.assert_allclose(outputs["cue_psnr"], reference["cue_psnr"].numpy(), atol=1e-3)  # dB

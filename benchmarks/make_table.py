@@ -66,6 +66,25 @@ def stages_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def som_m_table() -> str | None:
+    """DLAN-AC's M under each SOM neighbourhood, from the newest ``som_m_*.json`` (None if there is none)."""
+    files = sorted(RESULTS.glob("som_m_dlan_ac_*.json"))
+    if not files:
+        return None
+    r = json.loads(files[-1].read_text())
+    lines = [
+        f"Refit on {r['maps']} Ped2 training maps ({'x'.join(map(str, r['feature_shape']))}) of `{r['checkpoint']}`"
+        f" (M learnt in training: {r['m_learnt_in_training']}; paper: {r['paper_m']}),"
+        f" from `{files[-1].relative_to(REPO).as_posix()}`:",
+        "",
+        "| SOM setting | M | mean winners per map | time per map |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, v in r["settings"].items():
+        lines.append(f"| {name} | **{v['m']}** | {v['mean_winners']:.2f} | {1000 * v['seconds_per_map']:.0f} ms |")
+    return "\n".join(lines)
+
+
 def replace_block(path: Path, key: str, body: str) -> None:
     text = path.read_text()
     start, end = f"<!-- results:{key} -->", f"<!-- /results:{key} -->"
@@ -79,6 +98,9 @@ def replace_block(path: Path, key: str, body: str) -> None:
 def main() -> None:
     records = latest_accuracy()
     replace_block(REPO / "README.md", "accuracy", accuracy_table(records))
+    som = som_m_table()
+    if som:
+        replace_block(REPO / "anomalib_vadproto" / "models" / "dlan_ac" / "README.md", "dlan_ac_som_m", som)
     for model in {r["model"] for r in records}:
         readme = REPO / "anomalib_vadproto" / "models" / model / "README.md"
         if readme.is_file():

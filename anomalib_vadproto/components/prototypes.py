@@ -31,3 +31,23 @@ def prototype_read(queries: Tensor, prototypes: Tensor, detach_weights: bool = F
     if detach_weights:
         weights = weights.detach()
     return weights @ prototypes, scores
+
+
+def rank_per_sample(queries: Tensor, prototypes: Tensor, scores: Tensor, k: int = 2) -> tuple[Tensor, Tensor, Tensor]:
+    """Flatten per-sample prototypes so the shared losses can index each query's own sample's prototypes.
+
+    Args:
+        queries: ``(B, N, C)`` queries.
+        prototypes: ``(B, M, C)`` prototypes of each sample.
+        scores: ``(B, N, M)`` query-prototype scores (higher = closer).
+        k: How many of the best prototypes to return per query (capped at ``M``).
+
+    Returns:
+        ``(queries (B·N, C), prototypes (B·M, C), ranked (B·N, min(k, M)))`` where ``ranked[:, 0]`` is
+        the row of each query's best prototype in the flattened prototypes, ``ranked[:, 1]`` the second.
+
+    """
+    b, m, c = prototypes.shape
+    offset = (torch.arange(b, device=prototypes.device) * m).repeat_interleave(queries.shape[1])
+    ranked = scores.reshape(-1, m).topk(min(k, m), dim=1).indices + offset[:, None]
+    return queries.reshape(-1, c), prototypes.reshape(b * m, c), ranked

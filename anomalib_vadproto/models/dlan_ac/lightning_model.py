@@ -40,6 +40,7 @@ from anomalib_vadproto.components.losses import (
     separateness_loss,
 )
 from anomalib_vadproto.components.pre_processing import video_pre_processor
+from anomalib_vadproto.components.prototypes import rank_per_sample
 
 from .torch_model import DlanAcModel, DlanAcTrainOutput
 
@@ -49,21 +50,12 @@ STAGE2_INITS = ("continue", "fresh")
 
 
 def prototype_losses(out: DlanAcTrainOutput, margin: float) -> tuple[Tensor, Tensor]:
-    """Compactness and separateness losses (§3.4) against each sample's own prototypes, not detached.
-
-    The ``(B, M, D)`` prototypes are flattened to ``(B·M, D)`` and every query indexes into its own
-    sample's block, so the shared MNAD loss functions apply unchanged.
-    """
-    b, m, d = out.prototypes.shape
-    queries = out.features.flatten(2).transpose(1, 2).reshape(-1, d)  # (B·N, D)
-    items = out.prototypes.reshape(b * m, d)
-    offset = (torch.arange(b, device=items.device) * m).repeat_interleave(out.scores.shape[1])
-    order = out.scores.reshape(-1, m).topk(min(2, m), dim=1).indices + offset[:, None]
-    compact = compactness_loss(queries, items, order[:, 0], detach_items=False)
-    if m < 2:  # a single prototype has no second nearest: nothing to separate
+    """Compactness and separateness losses (§3.4) against each sample's own prototypes, not detached."""
+    queries, items, ranked = rank_per_sample(out.features.flatten(2).transpose(1, 2), out.prototypes, out.scores)
+    compact = compactness_loss(queries, items, ranked[:, 0], detach_items=False)
+    if ranked.shape[1] < 2:  # a single prototype has no second nearest: nothing to separate
         return compact, compact.new_zeros(())
-    separate = separateness_loss(queries, items, order[:, 0], order[:, 1], margin, detach_items=False)
-    return compact, separate
+    return compact, separateness_loss(queries, items, ranked[:, 0], ranked[:, 1], margin, detach_items=False)
 
 
 class DlanAc(VideoModelMixin, AnomalibModule):

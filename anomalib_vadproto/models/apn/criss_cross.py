@@ -1,0 +1,145 @@
+"""Criss-cross attention (CCNet, Huang et al.) in the recurrent form used by APN (Hu et al. 2021).
+
+For a feature map ``x`` of shape ``(B, C, H, W)`` three 1x1 convolutions give queries
+``Q = W_q x`` and keys ``K = W_k x`` with ``C // reduction`` channels (at least one) and values
+``V = W_v x`` with ``C`` channels. A pixel ``u = (i, j)`` attends to the ``H + W - 1`` pixels on
+its criss-cross path: the ``H`` pixels of its column and the ``W`` pixels of its row. The energy
+``e_{u,v} = Q_u^T K_v`` is computed for both; ``u`` itself lies on both lines, so its column
+energy is set to ``-inf`` and it is counted once, through the row. One softmax over the
+concatenation ``[column (H) | row (W)]`` gives the weights ``A_u`` and the output is
+``gamma * sum_v A_{u,v} V_v + x_u`` with a learnable scalar ``gamma`` initialised to zero, so the
+block starts as the identity.
+
+One pass only mixes information along a row and a column. :class:`RecurrentCrissCross` applies
+the *same* block (shared weights) ``recurrence`` times: after two hops every pixel has reached
+every other one (``u -> (i, j') -> (i', j')``), which gives full-image context at a cost of
+``O(HW (H + W))`` instead of ``O((HW)^2)``. As in APN's code, the recurrent module adds its input
+once more, ``x + CCA(CCA(x))``, so at initialisation it returns exactly ``2 x``.
+
+The computation is whole-tensor ``einsum``; the diagonal mask is built from the shape only, so
+the block can be exported with ``torch.onnx.export(dynamo=True)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CrissCrossAttention", "RecurrentCrissCross"]
+
+
+class CrissCrossAttention(nn.Module):
+    """Apply one criss-cross attention hop with a zero-initialised residual scale.
+
+    Args:
+        channels: Number of input (and output) channels ``C``.
+        reduction: Channel reduction of the queries and keys, ``C // reduction`` (at least 1).
+
+    Raises:
+        ValueError: If ``channels`` or ``reduction`` is not positive.
+
+    """
+
+    def __init__(self, channels: int, reduction: int = 8) -> None:
+        super().__init__()
+        if channels < 1 or reduction < 1:
+            msg = f"channels and reduction must be positive, got channels={channels}, reduction={reduction}"
+            raise ValueError(msg)
+        self.channels = channels
+        inner = max(channels // reduction, 1)
+        self.query = nn.Conv2d(channels, inner, kernel_size=1)
+        self.key = nn.Conv2d(channels, inner, kernel_size=1)
+        self.value = nn.Conv2d(channels, channels, kernel_size=1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def _check(self, x: Tensor) -> None:
+        """Raise a ``ValueError`` unless ``x`` is ``(B, channels, H, W)``."""
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            msg = f"expected input of shape (B, {self.channels}, H, W), got {tuple(x.shape)}"
+            raise ValueError(msg)
+
+    def attention(self, x: Tensor) -> Tensor:
+        """Compute the criss-cross attention weights of every pixel.
+
+        Args:
+            x: ``(B, C, H, W)`` feature map.
+
+        Returns:
+            ``(B, H, W, H + W)`` weights; for pixel ``(i, j)`` entry ``k < H`` is the weight of
+            ``(k, j)`` in its column (zero for ``k == i``) and entry ``H + l`` the weight of
+            ``(i, l)`` in its row. Each pixel's weights sum to one.
+
+        Raises:
+            ValueError: If ``x`` is not ``(B, C, H, W)`` with the module's ``C``.
+
+        """
+        self._check(x)
+        height = x.shape[2]
+        q = self.query(x)
+        k = self.key(x)
+        # column energies e[b, i, j, k] = <Q(i, j), K(k, j)>, row energies e[b, i, j, l] = <Q(i, j), K(i, l)>
+        col = torch.einsum("bcij,bckj->bijk", q, k)
+        row = torch.einsum("bcij,bcil->bijl", q, k)
+        diagonal = torch.eye(height, dtype=torch.bool, device=x.device).unsqueeze(1)  # (H, 1, H): [i, ., k] = i == k
+        col = col.masked_fill(diagonal, float("-inf"))
+        return torch.softmax(torch.cat([col, row], dim=-1), dim=-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return ``gamma * sum_v A_{u,v} V_v + x``.
+
+        Args:
+            x: ``(B, C, H, W)`` feature map.
+
+        Returns:
+            ``(B, C, H, W)`` attended feature map.
+
+        Raises:
+            ValueError: If ``x`` is not ``(B, C, H, W)`` with the module's ``C``.
+
+        """
+        weights = self.attention(x)
+        height = x.shape[2]
+        v = self.value(x)
+        col_weights, row_weights = weights[..., :height], weights[..., height:]
+        out = torch.einsum("bijk,bckj->bcij", col_weights, v) + torch.einsum("bijl,bcil->bcij", row_weights, v)
+        return self.gamma * out + x
+
+
+class RecurrentCrissCross(nn.Module):
+    """Apply one shared criss-cross attention block several times and add the input once more.
+
+    Args:
+        channels: Number of input (and output) channels.
+        recurrence: Number of hops ``R`` (APN uses 2, enough to connect every pair of pixels).
+        reduction: Channel reduction of the queries and keys.
+
+    Raises:
+        ValueError: If ``recurrence < 1``.
+
+    """
+
+    def __init__(self, channels: int, recurrence: int = 2, reduction: int = 8) -> None:
+        super().__init__()
+        if recurrence < 1:
+            msg = f"recurrence must be >= 1, got {recurrence}"
+            raise ValueError(msg)
+        self.recurrence = recurrence
+        self.cca = CrissCrossAttention(channels, reduction=reduction)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return ``x + CCA^R(x)`` with the same block applied ``R`` times.
+
+        Args:
+            x: ``(B, C, H, W)`` feature map.
+
+        Returns:
+            ``(B, C, H, W)`` feature map (``2 x`` while ``gamma`` is zero).
+
+        Raises:
+            ValueError: If ``x`` is not ``(B, C, H, W)`` with the module's ``C``.
+
+        """
+        features = x
+        for _ in range(self.recurrence):
+            features = self.cca(features)
+        return x + features

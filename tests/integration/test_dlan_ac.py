@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from anomalib.callbacks.checkpoint import ModelCheckpoint
 from anomalib.engine import Engine
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 
 from anomalib_vadproto import DlanAc
 from tests.conftest import clip_datamodule

@@ -82,6 +82,8 @@ def test_export_openvino_matches_pytorch(cli_run, synthetic_root, tmp_path):
             cli_run["name"],
             "--export_type",
             "openvino",
+            "--input_size",
+            "[48,64]",  # the synthetic frames' raw size: the graph resizes, as in deployment
             "--ckpt_path",
             str(cli_run["ckpt"]),
             "--default_root_dir",

@@ -165,8 +165,8 @@ def test_prototype_losses_use_each_samples_own_prototypes_and_keep_gradients():
 def test_single_prototype_has_no_separateness():
     model = tiny_model()
     model.clusterer.fit_batch(model(clip()).features.detach())
+    model.start_dlan_stage()
     model.dlan.initialise(model.clusterer.cluster_centres(), 1)
-    model.stage.fill_(1)
     compact, separate = prototype_losses(model(clip()), margin=1.0)
     assert separate.item() == 0.0 and compact.item() > 0
 

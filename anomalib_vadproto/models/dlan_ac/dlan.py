@@ -58,14 +58,23 @@ class DynamicLocalAggregation(nn.Module):
         self.assign = nn.Conv2d(feature_dim, num_clusters, kernel_size=1, bias=True)
         self.fc = nn.Linear(feature_dim, feature_dim)
         self.register_buffer("num_kept", torch.zeros((), dtype=torch.long))
+        self._m = 0
         self._init_assignment(self.centres.detach())
 
     num_kept: Tensor
 
     @property
     def m(self) -> int:
-        """``M``, the number of kept clusters (prototypes per sample)."""
-        return int(self.num_kept)
+        """``M``, the number of kept clusters (prototypes per sample).
+
+        A Python mirror of the ``num_kept`` buffer (refreshed on load), so that exported graphs bake
+        ``M`` in as a constant instead of reading a tensor.
+        """
+        return self._m
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super()._load_from_state_dict(*args, **kwargs)
+        self._m = int(self.num_kept)
 
     @torch.no_grad()
     def initialise(self, centres: Tensor, num_kept: int) -> None:
@@ -91,6 +100,7 @@ class DynamicLocalAggregation(nn.Module):
         self.centres.copy_(centres.to(self.centres))
         self._init_assignment(self.centres)
         self.num_kept.fill_(num_kept)
+        self._m = int(num_kept)
 
     @torch.no_grad()
     def _init_assignment(self, centres: Tensor) -> None:

@@ -109,14 +109,19 @@ class DlanAcModel(nn.Module):
         self.dlan = DynamicLocalAggregation(dim, num_clusters, alpha)
         self.decoder = UNetDecoder(2 * dim, widths, in_channels, skips=True, head_batch_norm=False)
         self.register_buffer("stage", torch.tensor(AC_STAGE, dtype=torch.long))
+        self._stage = AC_STAGE  # Python mirror of the buffer (refreshed on load): export sees a constant
 
     stage: Tensor
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super()._load_from_state_dict(*args, **kwargs)
+        self._stage = int(self.stage)
 
     # ------------------------------------------------------------------ stages
     @property
     def in_dlan_stage(self) -> bool:
         """Whether DLAN is active (stage 2, "formal training")."""
-        return int(self.stage) == DLAN_STAGE
+        return self._stage == DLAN_STAGE
 
     @property
     def num_prototypes(self) -> int:
@@ -159,6 +164,7 @@ class DlanAcModel(nn.Module):
             with torch.no_grad():
                 self.decoder.block4[0].weight[:, self.dlan.feature_dim :].zero_()
         self.stage.fill_(DLAN_STAGE)
+        self._stage = DLAN_STAGE
         return m
 
     def reset_test_state(self) -> None:

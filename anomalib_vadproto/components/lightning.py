@@ -67,6 +67,28 @@ class VideoModelMixin(VideoExportMixin):
     architecture_hparams: tuple[str, ...] = ()
     protocol_result = None  # ProtocolResult of the last test epoch (per-video scores for plots/benchmarks)
 
+    def __init__(
+        self,
+        image_size: Sequence[int] | int,
+        grayscale: bool,
+        pre_processor: Any = True,  # noqa: ANN401
+        post_processor: Any = True,  # noqa: ANN401
+        evaluator: Any = True,  # noqa: ANN401
+        visualizer: Any = True,  # noqa: ANN401
+    ) -> None:
+        """Set ``image_size``, build the default ``[-1, 1]`` pre-processor, then initialise ``AnomalibModule``."""
+        self.image_size = as_size(image_size)
+        if pre_processor is True:
+            from anomalib_vadproto.components.pre_processing import video_pre_processor
+
+            pre_processor = video_pre_processor(self.image_size, grayscale=grayscale)
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+
     def setup_protocol(
         self,
         cue_weights: Mapping[str, float],

@@ -32,14 +32,13 @@ from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import Tensor, nn
 
-from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
+from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 from anomalib_vadproto.components.losses import (
     compactness_loss,
     gradient_loss,
     intensity_loss,
     separateness_loss,
 )
-from anomalib_vadproto.components.pre_processing import video_pre_processor
 from anomalib_vadproto.components.prototypes import rank_per_sample
 
 from .torch_model import DlanAcModel, DlanAcTrainOutput
@@ -142,15 +141,7 @@ class DlanAc(VideoModelMixin, AnomalibModule):
         if gradient_border not in ("pad", "zero"):
             msg = f"gradient_border must be 'pad' or 'zero', got {gradient_border!r}"
             raise ValueError(msg)
-        self.image_size = as_size(image_size)
-        if pre_processor is True:
-            pre_processor = video_pre_processor(self.image_size, grayscale=grayscale)
-        super().__init__(
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
-        )
+        super().__init__(image_size, grayscale, pre_processor, post_processor, evaluator, visualizer)
         self.lr = lr
         self.ac_epochs = ac_epochs
         self.som_maps_per_batch = som_maps_per_batch

@@ -20,9 +20,8 @@ from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import nn
 
-from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
+from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 from anomalib_vadproto.components.losses import intensity_loss
-from anomalib_vadproto.components.pre_processing import video_pre_processor
 
 from .torch_model import LgnNetModel
 
@@ -95,15 +94,7 @@ class LgnNet(VideoModelMixin, AnomalibModule):
         if not 0.0 <= score_weight <= 1.0:
             msg = f"score_weight must be in [0, 1], got {score_weight}"
             raise ValueError(msg)
-        self.image_size = as_size(image_size)
-        if pre_processor is True:
-            pre_processor = video_pre_processor(self.image_size, grayscale=grayscale)
-        super().__init__(
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
-        )
+        super().__init__(image_size, grayscale, pre_processor, post_processor, evaluator, visualizer)
         self.lr = lr
         self.lambda_compact = lambda_compact
         self.lambda_separate = lambda_separate

@@ -21,8 +21,7 @@ from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import nn
 
-from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
-from anomalib_vadproto.components.pre_processing import video_pre_processor
+from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 
 from .torch_model import MnadModel
 
@@ -86,15 +85,7 @@ class Mnad(VideoModelMixin, AnomalibModule):
             msg = f"task must be 'prediction' or 'reconstruction', got {task!r}"
             raise ValueError(msg)
         default_lr, default_lambda, default_weight, default_gamma = TASK_DEFAULTS[task]
-        self.image_size = as_size(image_size)
-        if pre_processor is True:
-            pre_processor = video_pre_processor(self.image_size, grayscale=grayscale)
-        super().__init__(
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
-        )
+        super().__init__(image_size, grayscale, pre_processor, post_processor, evaluator, visualizer)
         self.lr = lr if lr is not None else default_lr
         self.lambda_compact = default_lambda if lambda_compact is None else lambda_compact
         self.lambda_separate = default_lambda if lambda_separate is None else lambda_separate

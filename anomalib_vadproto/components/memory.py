@@ -153,6 +153,13 @@ class MemoryTrainOutput:
         top2 = read.scores.topk(2, dim=1).indices
         return cls(prediction, target, read.queries, items, top2[:, 0], top2[:, 1])
 
+    def weighted_loss(
+        self, lambda_compact: float, lambda_separate: float, margin: float = 1.0
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``L_pred + λ_c L_compact + λ_s L_separate`` and its terms (MNAD and LGN-Net)."""
+        losses = self.losses(margin)
+        return losses["pred"] + lambda_compact * losses["compact"] + lambda_separate * losses["separate"], losses
+
     def losses(self, margin: float = 1.0) -> dict[str, Tensor]:
         """Prediction (MSE), compactness and separateness losses, items detached (spec §1.4)."""
         return {

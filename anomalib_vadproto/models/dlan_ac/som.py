@@ -55,8 +55,7 @@ sample indices are precomputed and the samples gathered once, the per-step decay
 precomputed as Python floats, the squared grid distances are precomputed, the winner stays a
 0-d tensor (no host synchronisation on GPU), and the difference ``x − c`` is computed once per step
 and reused for both the distance and the update. On CPU the winner-only loop runs on NumPy views of
-the same memory (identical steps, about a third of torch's per-call overhead: ~47 ms instead of
-~130 ms per 5000-step map at ``C = 128`` on this project's 2-core CPU).
+the same memory (identical steps with less per-call overhead; ``benchmarks/cpu_step_costs.py`` measures both loops).
 """
 
 from __future__ import annotations
@@ -203,6 +202,9 @@ class AdaptiveClusterer(nn.Module):
         # Squared grid distances ‖r_l − r_w‖², (L, L); not state, so not saved.
         self.register_buffer("grid_sq_dist", torch.cdist(coords, coords).square(), persistent=False)
 
+    #: Run the winner-only loop on NumPy views on CPU (the torch loop is kept for other devices and for comparison).
+    numpy_on_cpu = True
+
     weights: Tensor
     z_sum: Tensor
     num_maps: Tensor
@@ -301,7 +303,7 @@ class AdaptiveClusterer(nn.Module):
         factors = self.decay_factors()
         weights = self.weights
         winner_only = self.neighbourhood == "truncated" and self.sigma < 1.0
-        if winner_only and weights.device.type == "cpu":
+        if winner_only and weights.device.type == "cpu" and self.numpy_on_cpu:
             # Same steps on NumPy views of the same CPU memory: ~3x less per-step dispatch overhead.
             w_np, s_np = weights.numpy(), samples.numpy()
             rates = [self.learning_rate * f for f in factors]

@@ -124,8 +124,7 @@ class LgnNet(VideoModelMixin, AnomalibModule):
             losses = {"pred": intensity_loss(out.prediction, out.target)}
             loss = losses["pred"]
         else:
-            losses = out.losses(self.margin)
-            loss = losses["pred"] + self.lambda_compact * losses["compact"] + self.lambda_separate * losses["separate"]
+            loss, losses = out.weighted_loss(self.lambda_compact, self.lambda_separate, self.margin)
             self.model.memory.update_(out.queries)
         self.log_losses({"loss": loss, **losses}, batch_size=batch.image.shape[0])
         return loss

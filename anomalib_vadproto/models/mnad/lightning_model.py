@@ -111,8 +111,7 @@ class Mnad(VideoModelMixin, AnomalibModule):
         """Prediction, compactness and separateness losses, then the memory update with the batch's queries."""
         del batch_idx, args, kwargs
         out = self.model(batch.image)
-        losses = out.losses(self.margin)
-        loss = losses["pred"] + self.lambda_compact * losses["compact"] + self.lambda_separate * losses["separate"]
+        loss, losses = out.weighted_loss(self.lambda_compact, self.lambda_separate, self.margin)
         self.model.memory.update_(out.queries)
         self.log_losses({"loss": loss, **losses}, batch_size=batch.image.shape[0])
         return loss

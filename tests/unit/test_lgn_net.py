@@ -35,6 +35,20 @@ def test_paper_network_matches_the_reference_parameter_counts():
     assert model.memory.items.shape == (10, 512) and not model.memory.items.requires_grad
 
 
+def test_local_width_narrows_only_the_local_branch():
+    narrow = LgnNetModel(in_channels=1, width=8, local_width=4, num_layers=2)
+    same = LgnNetModel(in_channels=1, width=8, num_layers=2)
+    assert count(narrow.encoder) == count(same.encoder)
+    assert count(narrow.global_decoder) == count(same.global_decoder)
+    assert narrow.recurrent.output_channels == 2 * 8 < same.recurrent.output_channels == 2 * 16  # F_loc = [H ; M]
+    assert narrow.head[0].in_channels == 4 + 8  # fused [F'_glo ; F'_loc]
+    out = narrow.train()(clip(size=32))
+    assert out.prediction.shape == (2, 1, 32, 32)
+    assert LgnNet(width=8, local_width=4, num_layers=1, image_size=32, grayscale=True).hparams.local_width == 4
+    with pytest.raises(ValueError, match="width"):
+        LgnNetModel(width=8, local_width=0)
+
+
 def test_frame_loss_never_reaches_the_prototype_encoder():
     """Spec §2.3: the decoder sees only the detached-weight read of buffer items."""
     model = tiny()

@@ -39,6 +39,8 @@ class LgnNet(VideoModelMixin, AnomalibModule):
         image_size: Frame size after the pre-processor (paper: 256x256).
         grayscale: Convert frames to one grey channel (lite profiles).
         width: Base channel width (paper: 64).
+        local_width: Base width of the local (ST-LSTM) branch if it should differ from ``width``
+            (``None``, the paper: same). The lite profile narrows it.
         num_layers: Stacked recurrent cells (paper: 4).
         memory_size: Memory items (10 Ped2/Avenue, 200 ShanghaiTech).
         lambda_compact: Compactness weight ``λ_c`` (10 / 10 / 1).
@@ -63,6 +65,7 @@ class LgnNet(VideoModelMixin, AnomalibModule):
         "image_size",
         "grayscale",
         "width",
+        "local_width",
         "num_layers",
         "memory_size",
     )
@@ -74,6 +77,7 @@ class LgnNet(VideoModelMixin, AnomalibModule):
         image_size: Sequence[int] | int = (256, 256),
         grayscale: bool = False,
         width: int = 64,
+        local_width: int | None = None,
         num_layers: int = 4,
         memory_size: int = 10,
         lambda_compact: float = 10.0,
@@ -104,6 +108,7 @@ class LgnNet(VideoModelMixin, AnomalibModule):
             num_input_frames=num_input_frames,
             in_channels=1 if grayscale else 3,
             width=width,
+            local_width=local_width,
             num_layers=num_layers,
             memory_size=memory_size,
             update_rescale=update_rescale,

@@ -74,6 +74,9 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         num_input_frames: Past frames (paper: 4).
         in_channels: Channels per frame after pre-processing (3 RGB, 1 grey).
         width: Base width; 64 is the paper (ST hidden size ``2 * width`` = 128, memory dim ``8 * width`` = 512).
+        local_width: Base width of the local branch (frame encoder, ST cells, deconvolutions) when it
+            should differ from ``width``; ``None`` (paper) uses ``width``. Lite profiles narrow the
+            recurrent branch, which costs most on a CPU, and keep the memory branch at full width.
         num_layers: Stacked recurrent cells (paper: 4).
         memory_size: Memory items (paper: 10 Ped2/Avenue, 200 ShanghaiTech).
         update_rescale: ``"code"`` or ``"paper"`` rescaling of the memory update (as MNAD).
@@ -88,6 +91,7 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         num_input_frames: int = 4,
         in_channels: int = 3,
         width: int = 64,
+        local_width: int | None = None,
         num_layers: int = 4,
         memory_size: int = 10,
         update_rescale: str = "code",
@@ -114,12 +118,13 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         widths = unet_widths(width)
         fused = 0
         if cell is not None:
-            self.frame_encoder = FrameEncoder(in_channels, widths[0])
-            self.recurrent = SpatioTemporalStack(widths[1], widths[1], num_layers=num_layers, cell=cell)
+            local = unet_widths(width if local_width is None else local_width)
+            self.frame_encoder = FrameEncoder(in_channels, local[0])
+            self.recurrent = SpatioTemporalStack(local[1], local[1], num_layers=num_layers, cell=cell)
             self.local_decoder = nn.Sequential(
-                UpConv(self.recurrent.output_channels, widths[1]), UpConv(widths[1], widths[0])
+                UpConv(self.recurrent.output_channels, local[1]), UpConv(local[1], local[0])
             )
-            fused += widths[0]
+            fused += local[0]
         if has_global:
             self.encoder = UNetEncoder(in_channels * num_input_frames, widths)
             self.memory = Memory(memory_size, widths[3], rescale=update_rescale)

@@ -3,8 +3,10 @@
 * The Adaptive Clusterer (DLAN-AC): seconds per 5000-step feature map for the winner-only loop on
   NumPy views (the CPU default) and on torch tensors, and for the Gaussian neighbourhood, at the lite
   (128 x 16x16) and paper (512 x 32x32) feature sizes.
-* One training step (forward, losses, backward, Adam) at 128x128 grey, batch 4, for MNAD-lite and
-  LGN-Net at several widths and depths (why the LGN-Net lite profile is narrower).
+* One training step (forward, losses, backward, Adam) on grey clips, batch 4, for MNAD-lite, LGN-Net
+  at several widths and depths (why the LGN-Net lite profile narrows its recurrent branch) and APN
+  at 64 and 128 pixels (why the APN lite profile works at 64x64), and APN's criss-cross attention
+  alone at three sizes.
 
     python benchmarks/cpu_step_costs.py
 """
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> Path:
     import torch
     import torch.nn.functional as F  # noqa: N812
 
+    from anomalib_vadproto import Apn
+    from anomalib_vadproto.models.apn import RecurrentCrissCross
     from anomalib_vadproto.models.dlan_ac import AdaptiveClusterer
     from anomalib_vadproto.models.lgn_net import LgnNetModel
     from anomalib_vadproto.models.mnad.torch_model import MnadModel
@@ -54,29 +58,53 @@ def main(argv: list[str] | None = None) -> Path:
             )
             print(f"SOM {name} {dim}x{side}x{side}: {som[f'{name}_{dim}x{side}x{side}'] * 1e3:.0f} ms per map")
 
-    clip = torch.rand(4, 5, 1, 128, 128) * 2 - 1
+    def memory_loss(model, clip):  # noqa: ANN001, ANN202 - MNAD / LGN-Net
+        losses = model(clip).losses()
+        return losses["pred"] + losses["compact"] + losses["separate"]
+
+    def apn_loss(module, clip):  # noqa: ANN001, ANN202
+        losses = module.losses(module.model(clip))
+        return losses["pixel"] + 1e-4 * losses["ssim"] + losses["feature"] + 1e-4 * losses["diversity"]
+
+    # name -> (build, frame side, loss); batch 4 grey clips of 5 frames
     models = {
-        "mnad_width16": lambda: MnadModel(in_channels=1, width=16),
-        "lgn_net_width8_layers2": lambda: LgnNetModel(in_channels=1, width=8, num_layers=2),
-        "lgn_net_width8_layers4": lambda: LgnNetModel(in_channels=1, width=8, num_layers=4),
-        "lgn_net_width16_layers2": lambda: LgnNetModel(in_channels=1, width=16, num_layers=2),
+        "mnad_width16": (lambda: MnadModel(in_channels=1, width=16), 128, memory_loss),
+        "lgn_net_width8_layers2": (lambda: LgnNetModel(in_channels=1, width=8, num_layers=2), 128, memory_loss),
+        "lgn_net_width8_layers4": (lambda: LgnNetModel(in_channels=1, width=8, num_layers=4), 128, memory_loss),
+        "lgn_net_width16_layers2": (lambda: LgnNetModel(in_channels=1, width=16, num_layers=2), 128, memory_loss),
+        "lgn_net_width16_local8_layers2": (
+            lambda: LgnNetModel(in_channels=1, width=16, local_width=8, num_layers=2),
+            128,
+            memory_loss,
+        ),
+        "apn_width16_64px": (lambda: Apn(width=16, image_size=64, grayscale=True), 64, apn_loss),
+        "apn_width16_128px": (lambda: Apn(width=16, image_size=128, grayscale=True), 128, apn_loss),
     }
     steps = {}
-    for name, build in models.items():
+    for name, (build, side, loss_fn) in models.items():
         model = build().train()
+        clip = torch.rand(4, 5, 1, side, side) * 2 - 1
         optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
 
-        def step(model=model, optimizer=optimizer) -> None:
-            losses = model(clip).losses()
+        def step(model=model, optimizer=optimizer, clip=clip, loss_fn=loss_fn) -> None:
+            loss = loss_fn(model, clip)
             optimizer.zero_grad()
-            (losses["pred"] + losses["compact"] + losses["separate"]).backward()
+            loss.backward()
             optimizer.step()
 
         steps[name] = round(per_call(step, 5, warmup=2), 4)
         print(f"step {name}: {steps[name]:.3f} s")
+
+    # APN's criss-cross attention (two hops, forward + backward) at the first level's size: O(HW(H + W))
+    criss_cross = {}
+    for side in (32, 64, 128):
+        block = RecurrentCrissCross(16)
+        x = torch.randn(4, 16, side, side, requires_grad=True)
+        criss_cross[f"16x{side}x{side}"] = round(per_call(lambda b=block, x=x: b(x).sum().backward(), 3), 4)
+        print(f"criss-cross 16x{side}x{side}: {criss_cross[f'16x{side}x{side}']:.3f} s")
     record = {
         "kind": "speed",
-        "model": "dlan_ac,lgn_net,mnad",
+        "model": "apn,dlan_ac,lgn_net,mnad",
         "profile": "cpu_costs",
         "commit": started_on,
         "command": "python benchmarks/"
@@ -85,8 +113,10 @@ def main(argv: list[str] | None = None) -> Path:
         + shlex.join(argv if argv is not None else sys.argv[1:]),
         "torch_threads": torch.get_num_threads(),
         "som_seconds_per_map": som,
-        "train_step_seconds_batch4_128x128_grey": steps,
-        "lgn_over_mnad_step": {k: round(v / steps["mnad_width16"], 2) for k, v in steps.items()},
+        "train_step_seconds_batch4_grey": steps,
+        "train_step_frame_side": {name: side for name, (_, side, _) in models.items()},
+        "criss_cross_forward_backward_seconds_batch4": criss_cross,
+        "over_mnad_step": {k: round(v / steps["mnad_width16"], 2) for k, v in steps.items()},
     }
     path = write_result(record, "speed_cpu_step_costs")
     print(path)

@@ -66,6 +66,7 @@ class VideoModelMixin(VideoExportMixin):
     #: Init arguments that change the network's shapes; a checkpoint must agree on them.
     architecture_hparams: tuple[str, ...] = ()
     protocol_result = None  # ProtocolResult of the last test epoch (per-video scores for plots/benchmarks)
+    protocol_other_result = None  # ProtocolResult with the other smoothing setting (models that report both)
 
     def __init__(
         self,
@@ -94,11 +95,29 @@ class VideoModelMixin(VideoExportMixin):
         cue_weights: Mapping[str, float],
         normal_cues: Sequence[str] = ("psnr",),
         smoothing: bool = False,
+        report_other_smoothing: bool = False,
     ) -> None:
-        """Create the papers'-protocol metric for this model's cues and fusion weights."""
+        """Create the papers'-protocol metric for this model's cues and fusion weights.
+
+        Args:
+            cue_weights: Cue name -> fusion weight.
+            normal_cues: Cues where high means normal.
+            smoothing: Smooth each video's fused score in time (APN's 15-tap Gaussian).
+            report_other_smoothing: Also log the protocol with the other ``smoothing`` setting, as
+                ``protocol_smoothed_AUC_*`` (or ``protocol_unsmoothed_AUC_*``), so both are reported.
+
+        """
         self.protocol = VideoProtocolAUC(
             cue_weights=dict(cue_weights), normal_cues=tuple(normal_cues), smoothing=smoothing
         )
+        self.protocol_other = None
+        if report_other_smoothing:
+            self.protocol_other = VideoProtocolAUC(
+                cue_weights=dict(cue_weights),
+                normal_cues=tuple(normal_cues),
+                smoothing=not smoothing,
+                prefix="protocol_unsmoothed_" if smoothing else "protocol_smoothed_",
+            )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, with a clear message, a checkpoint whose architecture differs from this instance."""
@@ -173,6 +192,8 @@ class VideoModelMixin(VideoExportMixin):
         predictions, cues = self.model.score(batch.image)
         if track and getattr(self, "protocol", None) is not None and batch.gt_label is not None:
             self.protocol.update(batch.video_path, batch.frames, batch.gt_label, cues)
+            if getattr(self, "protocol_other", None) is not None:
+                self.protocol_other.update(batch.video_path, batch.frames, batch.gt_label, cues)
         return batch.update(**predictions._asdict())
 
     def validation_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
@@ -192,8 +213,9 @@ class VideoModelMixin(VideoExportMixin):
 
     def _start_evaluation(self) -> None:
         self.model.reset_test_state()
-        if getattr(self, "protocol", None) is not None:
-            self.protocol.reset()
+        for metric in (getattr(self, "protocol", None), getattr(self, "protocol_other", None)):
+            if metric is not None:
+                metric.reset()
 
     def on_validation_epoch_start(self) -> None:  # noqa: D102
         self._start_evaluation()
@@ -210,6 +232,9 @@ class VideoModelMixin(VideoExportMixin):
             return
         values = self.protocol.compute()
         self.protocol_result = self.protocol.result()
+        if getattr(self, "protocol_other", None) is not None:
+            values.update(self.protocol_other.compute())
+            self.protocol_other_result = self.protocol_other.result()
         self.log_dict({name: float(value) for name, value in values.items()}, sync_dist=False)
 
     def log_losses(self, losses: Mapping[str, Tensor], batch_size: int) -> None:

@@ -100,6 +100,7 @@ class LocalUCSDped(UCSDped):
             (:class:`CachedUCSDpedClipsIndexer`); same batches, far less decoding. Worth it with
             ``num_workers: 0`` (worker processes start each epoch with an empty cache).
         **kwargs: ``UCSDped``'s arguments.
+
     """
 
     def __init__(self, cache_frames: bool = False, **kwargs: Any) -> None:  # noqa: ANN401

@@ -1,7 +1,8 @@
 """The plugin's video models, one folder per method."""
 
+from .apn import Apn
 from .dlan_ac import DlanAc
 from .lgn_net import LgnNet
 from .mnad import Mnad
 
-__all__ = ["DlanAc", "LgnNet", "Mnad"]
+__all__ = ["Apn", "DlanAc", "LgnNet", "Mnad"]

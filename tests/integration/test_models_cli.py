@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 
 # CLI name -> extra arguments that keep a two-epoch run tiny, and state-dict checks on the checkpoint.
 MODELS = {
+    "Apn": [],
     "DlanAc": ["--model.ac_epochs", "1", "--model.som_iterations", "100"],
     "LgnNet": ["--model.num_layers", "2"],
 }
@@ -58,6 +59,9 @@ def test_train_reports_both_protocols_and_test_reproduces(cli_run, tmp_path):
     check_checkpoint(cli_run["name"], torch.load(cli_run["ckpt"], map_location="cpu", weights_only=False)["state_dict"])
     for name in ("image_AUROC", "protocol_AUC_micro", "protocol_AUC_macro"):
         assert 0.0 <= metric(cli_run["stdout"], name) <= 1.0
+    if cli_run["name"] == "Apn":  # APN reports the protocol with and without the code's temporal smoothing
+        smoothed = metric(cli_run["stdout"], "protocol_smoothed_AUC_micro")
+        assert 0.0 <= smoothed <= 1.0
     proc = run_cli(
         [
             "test",

@@ -77,9 +77,11 @@ class CrissCrossAttention(nn.Module):
         height = x.shape[2]
         q = self.query(x)
         k = self.key(x)
-        # column energies e[b, i, j, k] = <Q(i, j), K(k, j)>, row energies e[b, i, j, l] = <Q(i, j), K(i, l)>
-        col = torch.einsum("bcij,bckj->bijk", q, k)
-        row = torch.einsum("bcij,bcil->bijl", q, k)
+        # Batched matrix products (no einsum: it falls back to broadcast multiplies on CPU).
+        # column energies [b, j, i, k] = <Q(i, j), K(k, j)>, viewed as [b, i, j, k]
+        col = (q.permute(0, 3, 2, 1) @ k.permute(0, 3, 1, 2)).permute(0, 2, 1, 3)
+        # row energies [b, i, j, l] = <Q(i, j), K(i, l)>
+        row = q.permute(0, 2, 3, 1) @ k.permute(0, 2, 1, 3)
         diagonal = torch.eye(height, dtype=torch.bool, device=x.device).unsqueeze(1)  # (H, 1, H): [i, ., k] = i == k
         col = col.masked_fill(diagonal, float("-inf"))
         return torch.softmax(torch.cat([col, row], dim=-1), dim=-1)
@@ -101,8 +103,10 @@ class CrissCrossAttention(nn.Module):
         height = x.shape[2]
         v = self.value(x)
         col_weights, row_weights = weights[..., :height], weights[..., height:]
-        out = torch.einsum("bijk,bckj->bcij", col_weights, v) + torch.einsum("bijl,bcil->bcij", row_weights, v)
-        return self.gamma * out + x
+        # out[b, c, i, j] = sum_k A_col[b, i, j, k] V[b, c, k, j] + sum_l A_row[b, i, j, l] V[b, c, i, l]
+        col = col_weights.permute(0, 2, 1, 3) @ v.permute(0, 3, 2, 1)  # (B, W, H, C)
+        row = row_weights @ v.permute(0, 2, 3, 1)  # (B, H, W, C)
+        return self.gamma * (col.permute(0, 3, 2, 1) + row.permute(0, 3, 1, 2)) + x
 
 
 class RecurrentCrissCross(nn.Module):
@@ -139,7 +143,10 @@ class RecurrentCrissCross(nn.Module):
             ValueError: If ``x`` is not ``(B, C, H, W)`` with the module's ``C``.
 
         """
-        features = x
+        return x + self.cca_only(x)
+
+    def cca_only(self, x: Tensor) -> Tensor:
+        """Return ``CCA^R(x)``, the shared block applied ``R`` times, without the extra residual."""
         for _ in range(self.recurrence):
-            features = self.cca(features)
-        return x + features
+            x = self.cca(x)
+        return x

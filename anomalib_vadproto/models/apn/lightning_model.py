@@ -1,0 +1,145 @@
+"""APN as an anomalib video model: ``anomalib train --model Apn``.
+
+Hu, Wu, Chen, Wang, Cheng, *Video Anomaly Detection via Attention Prototype Network* (2021),
+following the released code (``spec/methods.md`` §4): a BN-free 3-level U-Net with shared-weight
+criss-cross attention at every encoder level, the attention prototype unit on the full-resolution
+map, and the losses and score of the code.
+
+Example:
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_vadproto import Apn, LocalUCSDped
+    >>> datamodule = LocalUCSDped(root="...", clip_length_in_frames=5, frames_between_clips=1)  # doctest: +SKIP
+    >>> Engine(max_epochs=60).fit(Apn(), datamodule=datamodule)  # doctest: +SKIP
+
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.visualization import Visualizer
+from torch import nn
+
+from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
+from anomalib_vadproto.components.losses import intensity_loss
+from anomalib_vadproto.components.ssim import ssim_loss
+
+from .torch_model import ApnModel, ApnTrainOutput, diversity_loss, nearest_prototypes
+
+
+class Apn(VideoModelMixin, AnomalibModule):
+    """APN: criss-cross context and per-sample attention prototypes for frame prediction.
+
+    Defaults are the released code's (the paper's values, where they differ, are noted).
+
+    Args:
+        num_input_frames: Past frames the model reads (4, so clips of 5).
+        image_size: Frame size after the pre-processor (256x256).
+        grayscale: Convert frames to one grey channel (lite profiles).
+        width: Base channel width (64; the prototype unit works on ``2 * width`` = 128 channels).
+        num_prototypes: Prototypes ``M`` (10).
+        recurrence: Criss-cross hops with shared weights (2).
+        context_fusion: ``"sum"`` (code) or ``"concat"`` (paper: concatenation and a 1x1 convolution).
+        lambda_ssim: Weight of ``1 - SSIM`` (code 1e-4).
+        lambda_feature: Weight of the feature-compactness loss ``L_fea`` (1).
+        lambda_diversity: Weight of the diversity loss ``L_dis`` (code 1e-4; paper λ1·λ2 = 0.01).
+        score_weight: ``α`` of ``α g(PSNR) + (1 - α) g(PSNR_fea)`` (0.5, the test script).
+        smoothing: Smooth each video's fused score with the code's 15-tap Gaussian (σ = 2). Off by
+            default, since the other methods are not smoothed; the other setting is always logged too
+            (``protocol_smoothed_AUC_*``), so both numbers come out of one test.
+        lr: AdamW learning rate (code 1e-3, constant; paper 1e-4).
+        weight_decay: AdamW weight decay (PyTorch's default 0.01, which the code uses).
+        seed: Seed for a reproducible run.
+        pre_processor: ``True`` builds resize (+ grey) + ``[-1, 1]`` scaling at ``image_size``.
+        post_processor: anomalib post-processor or ``True`` for the default.
+        evaluator: anomalib evaluator or ``True`` for the default (with a binned pixel AUROC).
+        visualizer: visualizer or ``True`` for the video-aware default.
+
+    """
+
+    architecture_hparams = (
+        "num_input_frames",
+        "image_size",
+        "grayscale",
+        "width",
+        "num_prototypes",
+        "context_fusion",
+    )
+
+    def __init__(
+        self,
+        num_input_frames: int = 4,
+        image_size: Sequence[int] | int = (256, 256),
+        grayscale: bool = False,
+        width: int = 64,
+        num_prototypes: int = 10,
+        recurrence: int = 2,
+        context_fusion: str = "sum",
+        lambda_ssim: float = 1e-4,
+        lambda_feature: float = 1.0,
+        lambda_diversity: float = 1e-4,
+        score_weight: float = 0.5,
+        smoothing: bool = False,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        seed: int | None = None,
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        seed_if_given(seed)
+        if not 0.0 <= score_weight <= 1.0:
+            msg = f"score_weight must be in [0, 1], got {score_weight}"
+            raise ValueError(msg)
+        super().__init__(image_size, grayscale, pre_processor, post_processor, evaluator, visualizer)
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.lambda_ssim = lambda_ssim
+        self.lambda_feature = lambda_feature
+        self.lambda_diversity = lambda_diversity
+        self.model = ApnModel(
+            num_input_frames=num_input_frames,
+            in_channels=1 if grayscale else 3,
+            width=width,
+            num_prototypes=num_prototypes,
+            recurrence=recurrence,
+            context_fusion=context_fusion,
+        )
+        self.clip_length = self.model.clip_length
+        self.setup_protocol(
+            {"psnr": score_weight, "psnr_feature": 1.0 - score_weight},
+            normal_cues=("psnr", "psnr_feature"),
+            smoothing=smoothing,
+            report_other_smoothing=True,
+        )
+
+    def configure_optimizers(self):  # noqa: ANN201
+        """AdamW with a constant learning rate, as the code (no schedule)."""
+        return torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    def losses(self, out: ApnTrainOutput) -> dict[str, torch.Tensor]:
+        """Return the code's loss terms (§4.4); the gradient-free "similarity" term is a constant and left out."""
+        prototypes = out.prototypes
+        return {
+            "pixel": intensity_loss(out.prediction, out.target),
+            "ssim": ssim_loss(out.prediction, out.target),
+            "feature": intensity_loss(prototypes.queries, nearest_prototypes(prototypes)),  # prototypes not detached
+            "diversity": diversity_loss(prototypes.prototypes),
+        }
+
+    def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
+        """``L_pix + λ_ssim (1 - SSIM) + λ_fea L_fea + λ_dis L_dis``."""
+        del batch_idx, args, kwargs
+        losses = self.losses(self.model(batch.image))
+        loss = (
+            losses["pixel"]
+            + self.lambda_ssim * losses["ssim"]
+            + self.lambda_feature * losses["feature"]
+            + self.lambda_diversity * losses["diversity"]
+        )
+        self.log_losses({"loss": loss, **losses}, batch_size=batch.image.shape[0])
+        return loss

@@ -9,7 +9,7 @@ from anomalib.models import get_model, list_models
 from anomalib.models.components import AnomalibModule
 
 import anomalib_vadproto
-from anomalib_vadproto import Apn, DlanAc, LgnNet, Mnad
+from anomalib_vadproto import Apn, Cdda, DlanAc, LgnNet, Mnad
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -18,7 +18,9 @@ def run_python(code: str) -> str:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
-@pytest.mark.parametrize(("cls", "snake"), [(Mnad, "mnad"), (DlanAc, "dlan_ac"), (LgnNet, "lgn_net"), (Apn, "apn")])
+@pytest.mark.parametrize(
+    ("cls", "snake"), [(Mnad, "mnad"), (DlanAc, "dlan_ac"), (LgnNet, "lgn_net"), (Apn, "apn"), (Cdda, "cdda")]
+)
 def test_models_are_direct_anomalib_subclasses(cls, snake):
     assert AnomalibModule in cls.__bases__
     assert snake in list_models()

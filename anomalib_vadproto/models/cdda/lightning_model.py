@@ -1,0 +1,436 @@
+"""CDDA as an anomalib video model: ``anomalib train --model Cdda``.
+
+Chang, Tu, Xie, Yuan, *Clustering Driven Deep Autoencoder for Video Anomaly Detection*, ECCV 2020.
+
+The whole schedule of the paper runs inside one ``fit`` (one ``anomalib train``):
+
+1. **AE pre-training** for ``ae_epochs`` epochs: both autoencoders with ``L_a + L_m`` (MSE), Adam at ``lr``.
+   During the last pre-training epoch a random subset of the clustering features (normalised exactly
+   as in training) is gathered.
+2. **Centre initialisation** at the end of the last pre-training batch (before that epoch's
+   validation and checkpoint): scikit-learn k-means++ per clustering on the gathered features; the
+   optimisers are rebuilt.
+3. **Alternating optimisation** for the rest of ``--trainer.max_epochs``, every iteration: (i) the
+   centres are frozen and the autoencoders take a step on ``L_a + L_m + λ_r·L_cluster`` (eq. 13);
+   (ii) the autoencoders are frozen and the centres take a step on ``L_cluster`` (eq. 12) at
+   ``centre_lr``. The AE learning rate drops by ``lr_drop_factor`` at stage-3 epoch ``lr_drop_epoch``.
+
+Two optimisers with Lightning's manual optimisation; the stage is a buffer of the torch model and the
+learning rate a function of the epoch, so ``--ckpt_path`` resumes correctly in either stage.
+
+Example:
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_vadproto import Cdda, LocalUCSDped
+    >>> datamodule = LocalUCSDped(root="...", clip_length_in_frames=5, frames_between_clips=1)  # doctest: +SKIP
+    >>> engine = Engine(max_epochs=150)  # 50 pre-training + 100 alternating epochs (Ped2)
+    >>> engine.fit(Cdda(ae_epochs=50), datamodule=datamodule)  # doctest: +SKIP
+
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.visualization import Visualizer
+from torch import Tensor, nn
+
+from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
+
+from .clustering import fit_kmeans
+from .torch_model import SIZE_MULTIPLE, CddaModel, CddaOutput
+
+logger = logging.getLogger(__name__)
+
+CLUSTER_REDUCTIONS = ("mean", "sum")
+CENTRE_STEPS = ("centres", "centres_and_projection")
+
+
+@contextmanager
+def frozen(parameters: Iterable[nn.Parameter]) -> Iterator[None]:
+    """Set ``requires_grad=False`` on ``parameters`` inside the block (restored on exit)."""
+    params = [p for p in parameters if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class Cdda(VideoModelMixin, AnomalibModule):
+    """CDDA: spatial and motion (RGB-difference) autoencoders driven by deep k-means.
+
+    Args:
+        num_input_frames: Frames the motion AE reads (paper: 4, so clips of 5; the last is the LIF).
+        image_size: Frame size after the pre-processor, multiples of 16 (paper: 256x256).
+        grayscale: Convert frames to one grey channel (lite profiles).
+        width: Channels of the first convolution (paper/STD: 32; cluster features ``8 * width`` = 256).
+        num_clusters: ``K`` centres per clustering (paper: 32 motion + 32 appearance).
+        alpha: Soft-assignment sharpness ``α`` on L2-normalised features (not in the paper; STD: 25).
+        clustering: ``"separate"`` motion and appearance centres (paper) or ``"joint"`` (STD code).
+        cluster_distance: ``"squared"`` soft-assigned squared distance (paper eq. 10) or ``"euclidean"``
+            (STD code: soft-assigned distance averaged over clusters).
+        attention: Variance attention ``"code"`` (STD, recommended) or ``"paper"`` (eqs. 7-9).
+        ae_epochs: Stage-1 (AE pre-training) epochs (paper: 50 Ped2, 100 Avenue/ShanghaiTech); the
+            alternating stage runs for the rest of ``--trainer.max_epochs`` (paper: 100 / 200).
+        kmeans_samples: Feature vectors per clustering gathered for k-means in the last pre-training epoch.
+        kmeans_max_iter: Bound on k-means iterations (k-means++ seeding, one initialisation).
+        lambda_cluster: ``λ_r`` of ``L_cluster`` in the AE step (not in the paper; STD factor 0.1).
+        lambda_redundancy: ``λ`` of the redundancy ``‖CCᵀ − I‖_F`` in ``L_cluster`` (our 0.01; STD: 0).
+        cluster_reduction: ``"mean"`` over locations and batch (default, scale-free across frame sizes) or
+            ``"sum"`` over the locations of a clip, mean over the batch (paper eq. 12 literally).
+        cluster_in_ae_step: Include ``λ_r·L_cluster`` in the AE step (paper eq. 13); ``False`` is the STD code.
+        centre_step: ``"centres"`` (paper) or ``"centres_and_projection"`` (STD: the centre step also
+            moves the last convolution of each encoder).
+        lr: AE learning rate (paper: 1e-4).
+        centre_lr: Centre learning rate (paper: 1e-5).
+        lr_drop_epoch: Alternating-stage epoch at which the AE learning rate drops (paper: 100; ``None``
+            never). Counted from the start of the alternating stage.
+        lr_drop_factor: Factor of the drop (paper: 1e-4 → 1e-5, 0.1).
+        score: ``"product"`` (paper eq. 14: ``1 / (D_m · D_a · E_rec)``) or ``"pixelwise"`` (STD code:
+            ``1 / mean(e ⊙ m)``).
+        seed: Seed for a reproducible run (also the k-means seed).
+        pre_processor: ``True`` builds resize (+ grey) + ``[-1, 1]`` scaling at ``image_size``.
+        post_processor: anomalib post-processor or ``True`` for the default.
+        evaluator: anomalib evaluator or ``True`` for the default (with a binned pixel AUROC).
+        visualizer: visualizer or ``True`` for the video-aware default.
+
+    """
+
+    architecture_hparams = ("num_input_frames", "image_size", "grayscale", "width", "num_clusters", "clustering")
+
+    def __init__(
+        self,
+        num_input_frames: int = 4,
+        image_size: Sequence[int] | int = (256, 256),
+        grayscale: bool = False,
+        width: int = 32,
+        num_clusters: int = 32,
+        alpha: float = 25.0,
+        clustering: str = "separate",
+        cluster_distance: str = "squared",
+        attention: str = "code",
+        ae_epochs: int = 50,
+        kmeans_samples: int = 200_000,
+        kmeans_max_iter: int = 100,
+        lambda_cluster: float = 0.1,
+        lambda_redundancy: float = 0.01,
+        cluster_reduction: str = "mean",
+        cluster_in_ae_step: bool = True,
+        centre_step: str = "centres",
+        lr: float = 1e-4,
+        centre_lr: float = 1e-5,
+        lr_drop_epoch: int | None = 100,
+        lr_drop_factor: float = 0.1,
+        score: str = "product",
+        seed: int | None = None,
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        seed_if_given(seed)
+        self._check_arguments(
+            image_size, ae_epochs, num_clusters, kmeans_samples, kmeans_max_iter, cluster_reduction, centre_step
+        )
+        for name, value in (("lambda_cluster", lambda_cluster), ("lambda_redundancy", lambda_redundancy)):
+            if value < 0:
+                msg = f"{name} must be non-negative, got {value}"
+                raise ValueError(msg)
+        for name, value in (("lr", lr), ("centre_lr", centre_lr), ("lr_drop_factor", lr_drop_factor)):
+            if not value > 0:
+                msg = f"{name} must be positive, got {value}"
+                raise ValueError(msg)
+        if lr_drop_epoch is not None and lr_drop_epoch < 0:
+            msg = f"lr_drop_epoch must be None or non-negative, got {lr_drop_epoch}"
+            raise ValueError(msg)
+        super().__init__(image_size, grayscale, pre_processor, post_processor, evaluator, visualizer)
+        self.automatic_optimization = False  # two optimisers, alternated every iteration
+        self.lr = lr
+        self.centre_lr = centre_lr
+        self.lr_drop_epoch = lr_drop_epoch
+        self.lr_drop_factor = lr_drop_factor
+        self.ae_epochs = ae_epochs
+        self.kmeans_samples = kmeans_samples
+        self.kmeans_max_iter = kmeans_max_iter
+        self.lambda_cluster = lambda_cluster
+        self.lambda_redundancy = lambda_redundancy
+        self.cluster_reduction = cluster_reduction
+        self.cluster_in_ae_step = cluster_in_ae_step
+        self.centre_step = centre_step
+        self.seed = seed
+        self.model = CddaModel(
+            num_input_frames=num_input_frames,
+            in_channels=1 if grayscale else 3,
+            width=width,
+            num_clusters=num_clusters,
+            alpha=alpha,
+            clustering=clustering,
+            cluster_distance=cluster_distance,
+            attention=attention,
+            score=score,
+        )
+        self.clip_length = self.model.clip_length
+        #: Wall-clock seconds per stage and of k-means, and the k-means result; carried in checkpoints.
+        self.timing = {"pretrain_seconds": 0.0, "alternating_seconds": 0.0, "kmeans_seconds": 0.0}
+        self.kmeans_info: dict[str, dict[str, float]] = {}
+        self._samples: dict[str, list[Tensor]] = {}
+        self._epoch_start = 0.0
+        self.setup_protocol({"regularity": 1.0}, normal_cues=("regularity",))
+
+    @staticmethod
+    def _check_arguments(
+        image_size: Sequence[int] | int,
+        ae_epochs: int,
+        num_clusters: int,
+        kmeans_samples: int,
+        kmeans_max_iter: int,
+        cluster_reduction: str,
+        centre_step: str,
+    ) -> None:
+        size = as_size(image_size)
+        if size[0] % SIZE_MULTIPLE or size[1] % SIZE_MULTIPLE:
+            msg = f"image_size must be multiples of {SIZE_MULTIPLE} for CDDA (e.g. 128 or 256), got {size}"
+            raise ValueError(msg)
+        if ae_epochs < 1:
+            msg = f"ae_epochs must be at least 1 (pre-training gathers the features for k-means), got {ae_epochs}"
+            raise ValueError(msg)
+        if num_clusters < 1:
+            msg = f"num_clusters must be at least 1, got {num_clusters}"
+            raise ValueError(msg)
+        if kmeans_samples < num_clusters:
+            msg = f"kmeans_samples ({kmeans_samples}) must be at least num_clusters ({num_clusters})"
+            raise ValueError(msg)
+        if kmeans_max_iter < 1:
+            msg = f"kmeans_max_iter must be at least 1, got {kmeans_max_iter}"
+            raise ValueError(msg)
+        if cluster_reduction not in CLUSTER_REDUCTIONS:
+            msg = f"cluster_reduction must be one of {CLUSTER_REDUCTIONS}, got {cluster_reduction!r}"
+            raise ValueError(msg)
+        if centre_step not in CENTRE_STEPS:
+            msg = f"centre_step must be one of {CENTRE_STEPS}, got {centre_step!r}"
+            raise ValueError(msg)
+
+    # ------------------------------------------------------------------ optimisers and stages
+    def on_fit_start(self) -> None:
+        """Refuse a run too short to reach the alternating stage, before any epoch is spent."""
+        max_epochs = getattr(self.trainer, "max_epochs", None)
+        if max_epochs is None or max_epochs < 0 or max_epochs <= self.ae_epochs:
+            msg = (
+                f"Cdda pre-trains the autoencoders for {self.ae_epochs} epochs (ae_epochs) and then alternates for"
+                f" the rest of --trainer.max_epochs, which is {max_epochs}. Set max_epochs > ae_epochs, e.g. the"
+                f" paper's {self.ae_epochs} + 100 = {self.ae_epochs + 100} for Ped2."
+            )
+            raise ValueError(msg)
+
+    def centre_step_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the centre step: the centres (+ the encoders' last convolutions, STD form)."""
+        params = self.model.centre_parameters()
+        if self.centre_step == "centres_and_projection":
+            params += self.model.projection_parameters()
+        return params
+
+    def configure_optimizers(self):  # noqa: ANN201
+        """Two Adam optimisers: the autoencoders (``lr``) and the centre step (``centre_lr``); no scheduler."""
+        autoencoders = torch.optim.Adam(self.model.autoencoder_parameters(), lr=self.lr, betas=(0.9, 0.999))
+        centres = torch.optim.Adam(self.centre_step_parameters(), lr=self.centre_lr, betas=(0.9, 0.999))
+        return [autoencoders, centres]
+
+    def autoencoder_lr(self, epoch: int) -> float:
+        """AE learning rate of ``epoch``: ``lr``, times ``lr_drop_factor`` from alternating epoch ``lr_drop_epoch``."""
+        stage3_epoch = epoch - self.ae_epochs
+        if self.lr_drop_epoch is not None and stage3_epoch >= self.lr_drop_epoch:
+            return self.lr * self.lr_drop_factor
+        return self.lr
+
+    def on_train_epoch_start(self) -> None:
+        """Start gathering k-means features in the last pre-training epoch; set the AE learning rate."""
+        if self.current_epoch >= self.ae_epochs and not self.model.alternating:
+            self.start_alternating()  # the last-batch switch did not run (e.g. an unknown number of batches)
+        if self.current_epoch == self.ae_epochs - 1 and not self.model.alternating:
+            self._samples = {name: [] for name in self.model.clusters}
+        autoencoders = self.optimizers()[0]
+        for group in autoencoders.param_groups:
+            group["lr"] = self.autoencoder_lr(self.current_epoch)
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:  # noqa: ANN401
+        """Initialise the centres after the last pre-training batch (before that epoch's validation/checkpoint)."""
+        del outputs, batch
+        last = self.trainer.num_training_batches
+        if (
+            not self.model.alternating
+            and self.current_epoch == self.ae_epochs - 1
+            and math.isfinite(last)
+            and batch_idx + 1 >= last
+        ):
+            self.timing["pretrain_seconds"] += time.perf_counter() - self._epoch_start
+            self._epoch_start = time.perf_counter()
+            self.start_alternating()
+            self._epoch_start = time.perf_counter()
+
+    def start_alternating(self) -> None:
+        """Run k-means on the gathered features, initialise the centres and rebuild the optimisers.
+
+        Raises:
+            RuntimeError: If no features were gathered (a run resumed inside the last pre-training epoch
+                from a mid-epoch checkpoint).
+
+        """
+        if not self._samples or any(not chunks for chunks in self._samples.values()):
+            msg = (
+                "No features were gathered for the k-means initialisation of the centres: they are collected"
+                f" during the last pre-training epoch (epoch {self.ae_epochs - 1}). Resume from a checkpoint of an"
+                " earlier epoch, or train from scratch."
+            )
+            raise RuntimeError(msg)
+        start = time.perf_counter()
+        generator = torch.Generator().manual_seed(0 if self.seed is None else int(self.seed))
+        centres = {}
+        for name, chunks in self._samples.items():
+            samples = torch.cat(chunks)
+            if samples.shape[0] > self.kmeans_samples:
+                samples = samples[torch.randperm(samples.shape[0], generator=generator)[: self.kmeans_samples]]
+            centres[name], inertia = fit_kmeans(
+                samples,
+                self.model.clusters[name].num_clusters,
+                self.kmeans_max_iter,
+                seed=0 if self.seed is None else self.seed,
+            )
+            self.kmeans_info[name] = {"samples": int(samples.shape[0]), "inertia": inertia}
+        self.model.initialise_centres({name: value.to(self.device) for name, value in centres.items()})
+        self._samples = {}
+        self.timing["kmeans_seconds"] += time.perf_counter() - start
+        if self._trainer is not None:
+            self.trainer.strategy.setup_optimizers(self.trainer)  # fresh Adam states for the alternating stage
+        logger.info(
+            "CDDA: centres initialised by k-means at the end of epoch %d (%s) in %.1f s; alternating from now on.",
+            self.current_epoch,
+            ", ".join(f"{n}: {i['samples']} vectors, inertia {i['inertia']:.4g}" for n, i in self.kmeans_info.items()),
+            time.perf_counter() - start,
+        )
+
+    def on_train_epoch_end(self) -> None:
+        """Log the stage and the stage times."""
+        key = "alternating_seconds" if self.model.alternating else "pretrain_seconds"
+        self.timing[key] += time.perf_counter() - self._epoch_start
+        self.log_dict(
+            {
+                "stage": float(int(self.model.alternating)),
+                "ae_lr": float(self.autoencoder_lr(self.current_epoch)),
+                "kmeans_seconds": self.timing["kmeans_seconds"],
+            },
+            prog_bar=True,
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["cdda_timing"] = dict(self.timing)
+        checkpoint["cdda_kmeans"] = {name: dict(info) for name, info in self.kmeans_info.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        super().on_load_checkpoint(checkpoint)
+        self.timing.update(checkpoint.get("cdda_timing", {}))
+        self.kmeans_info.update(checkpoint.get("cdda_kmeans", {}))
+
+    def run_summary(self) -> dict[str, Any]:
+        """Report the stages for benchmarks: stage, stage times, k-means time, samples and inertia."""
+        return {
+            "stage": "alternating" if self.model.alternating else "pretrain",
+            "pretrain_seconds": round(self.timing["pretrain_seconds"], 1),
+            "alternating_seconds": round(self.timing["alternating_seconds"], 1),
+            "kmeans_seconds": round(self.timing["kmeans_seconds"], 1),
+            "kmeans": {name: dict(info) for name, info in self.kmeans_info.items()},
+        }
+
+    # ------------------------------------------------------------------ losses and steps
+    def cluster_loss(self, features: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """``L_cluster`` (eq. 12): soft-assigned distances of every clustering + ``λ · Σ ‖CCᵀ − I‖_F``."""
+        maps = self.model.distance_maps(features)
+        if self.cluster_reduction == "mean":
+            distance = sum(m.mean() for m in maps.values())
+        else:
+            distance = sum(m.flatten(1).sum(dim=1).mean() for m in maps.values())
+        redundancy = sum(clusters.redundancy() for clusters in self.model.clusters.values())
+        return distance + self.lambda_redundancy * redundancy, {"distance": distance, "redundancy": redundancy}
+
+    @staticmethod
+    def reconstruction_losses(out: CddaOutput) -> dict[str, Tensor]:
+        """``L_a`` (eq. 3) and ``L_m`` (eq. 6) as MSE on the ``[0, 1]`` scale."""
+        return {
+            "appearance": F.mse_loss(out.appearance, out.last_frame),
+            "motion": F.mse_loss(out.differences, out.difference_targets),
+        }
+
+    def _optimise(self, optimiser: Any, loss: Tensor) -> None:  # noqa: ANN401
+        optimiser.zero_grad()
+        if self._trainer is not None:
+            self.manual_backward(loss)
+        else:
+            loss.backward()
+        optimiser.step()
+
+    def optimisation_step(self, clip: Tensor, autoencoders: Any, centres: Any) -> dict[str, Tensor]:  # noqa: ANN401
+        """One iteration: the AE step with the centres frozen, then (alternating stage) the centre step.
+
+        Args:
+            clip: ``(B, T, C, H, W)`` pre-processed clip in ``[-1, 1]``.
+            autoencoders: Optimiser of the autoencoders.
+            centres: Optimiser of the centre step.
+
+        Returns:
+            The losses to log (detached values are taken by the caller).
+
+        """
+        alternating = self.model.alternating
+        with frozen(self.model.centre_parameters()):
+            out = self.model(clip)
+            losses = self.reconstruction_losses(out)
+            loss = losses["appearance"] + losses["motion"]
+            if alternating and self.cluster_in_ae_step:
+                cluster, parts = self.cluster_loss(out.features)
+                loss = loss + self.lambda_cluster * cluster
+                losses["ae_cluster"] = cluster
+            self._optimise(autoencoders, loss)
+        losses["loss"] = loss
+        if not alternating:
+            if self._samples:
+                self._gather(out.features)
+            return losses
+        trainable = {id(p) for p in self.centre_step_parameters()}
+        with frozen(p for p in self.model.autoencoder_parameters() if id(p) not in trainable):
+            pre = tuple(p.detach() for p in out.pre_projection)
+            features = self.model.features_from_projection_inputs(*pre)
+            cluster, parts = self.cluster_loss(features)
+            self._optimise(centres, cluster)
+        losses.update({"cluster": cluster, **parts})
+        return losses
+
+    @torch.no_grad()
+    def _gather(self, features: dict[str, Tensor]) -> None:
+        """Keep a random subset of this batch's feature vectors for k-means (last pre-training epoch)."""
+        batches = self.trainer.num_training_batches if self._trainer is not None else math.inf
+        for name, value in features.items():
+            vectors = value.detach().flatten(2).transpose(1, 2).reshape(-1, value.shape[1])
+            per_batch = vectors.shape[0]
+            if math.isfinite(batches) and batches > 0:
+                per_batch = min(per_batch, math.ceil(self.kmeans_samples / batches))
+            index = torch.randperm(vectors.shape[0], device=vectors.device)[:per_batch]
+            self._samples[name].append(vectors[index].float().cpu())
+
+    def training_step(self, batch, batch_idx: int, *args, **kwargs) -> None:  # noqa: ANN001
+        """Alternate the AE step and the centre step (manual optimisation); log the losses."""
+        del batch_idx, args, kwargs
+        autoencoders, centres = self.optimizers()
+        losses = self.optimisation_step(batch.image, autoencoders, centres)
+        self.log_losses(losses, batch_size=batch.image.shape[0])

@@ -1,0 +1,75 @@
+"""Cost of loading UCSD Ped2 training clips: anomalib's reader against ``LocalUCSDped(cache_frames=True)``.
+
+Times batches of 4 stride-1 clips of 5 frames from the training split, as the lite runs load them:
+anomalib's ``UCSDped`` with 2 worker processes (every frame decoded once per clip it belongs to) and
+the frame cache with no workers (each video decoded once, then clips cut from memory), for a first
+and a second pass over the same batches.
+
+    python benchmarks/data_loading.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shlex
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import commit, ensure_ped2, write_result  # noqa: E402
+
+
+def seconds_per_batch(datamodule, batches: int) -> float:  # noqa: ANN001
+    start = time.perf_counter()
+    for _ in itertools.islice(datamodule.train_dataloader(), batches):
+        pass
+    return (time.perf_counter() - start) / batches
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=150)
+    args = parser.parse_args(argv)
+    started_on = commit()
+    import torch
+
+    from anomalib_vadproto import LocalUCSDped
+
+    root = ensure_ped2()
+    common = {"root": root, "category": "UCSDped2", "clip_length_in_frames": 5, "frames_between_clips": 1,
+              "train_batch_size": 4, "seed": 0}  # fmt: skip
+    results = {}
+    for name, kwargs in (
+        ("anomalib_reader_2_workers", {"num_workers": 2, "cache_frames": False}),
+        ("frame_cache_0_workers", {"num_workers": 0, "cache_frames": True}),
+    ):
+        torch.manual_seed(0)
+        datamodule = LocalUCSDped(**common, **kwargs)
+        datamodule.setup()
+        first = seconds_per_batch(datamodule, args.batches)
+        second = seconds_per_batch(datamodule, args.batches)
+        results[name] = {"first_pass": round(first, 4), "second_pass": round(second, 4)}
+        print(f"{name}: {1e3 * first:.0f} ms per batch (first pass), {1e3 * second:.0f} ms (second pass)")
+    record = {
+        "kind": "speed",
+        "model": "data",
+        "profile": "ped2_train_clips",
+        "commit": started_on,
+        "command": "python benchmarks/"
+        + Path(__file__).name
+        + " "
+        + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "batches": args.batches,
+        "batch": "4 clips x 5 frames, 240x360 RGB float",
+        "seconds_per_batch": results,
+        "torch_threads": torch.get_num_threads(),
+    }
+    path = write_result(record, "speed_data_loading_ped2")
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,20 @@ class ClipShapeError(ValueError):
     """Raised when a clip does not have the shape a model expects."""
 
 
+def check_at_least(name: str, value: int, minimum: int = 1) -> None:
+    """Raise ``ValueError`` naming the argument unless ``value >= minimum`` (constructor checks)."""
+    if value < minimum:
+        msg = f"{name} must be at least {minimum}, got {value}"
+        raise ValueError(msg)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming the argument and its choices unless ``value`` is one of them."""
+    if value not in choices:
+        msg = f"{name} must be one of {choices}, got {value!r}"
+        raise ValueError(msg)
+
+
 def _is_tracing() -> bool:
     return torch.compiler.is_exporting() or torch.compiler.is_compiling() or torch.jit.is_tracing()
 

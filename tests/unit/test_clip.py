@@ -51,3 +51,14 @@ def test_nan_and_non_tensor_are_rejected():
 
 def test_single_frame_clips_accept_4d():
     assert validate_clip(torch.zeros(2, 3, 16, 16), clip_length=1, channels=3).shape == (2, 1, 3, 16, 16)
+
+
+def test_argument_checks_name_the_argument():
+    from anomalib_vadproto.components.clip import check_at_least, check_choice
+
+    check_at_least("width", 1)
+    check_choice("mode", "a", ("a", "b"))
+    with pytest.raises(ValueError, match=r"width must be at least 1, got 0"):
+        check_at_least("width", 0)
+    with pytest.raises(ValueError, match=r"mode must be one of \('a', 'b'\), got 'c'"):
+        check_choice("mode", "c", ("a", "b"))

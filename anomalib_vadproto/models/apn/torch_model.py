@@ -23,7 +23,7 @@ from anomalib.data import InferenceBatch
 from torch import Tensor, nn
 
 from anomalib_vadproto.components.blocks import OutputHead, torch_cat
-from anomalib_vadproto.components.clip import split_clip, stack_frames, validate_clip
+from anomalib_vadproto.components.clip import check_at_least, check_choice, split_clip, stack_frames, validate_clip
 from anomalib_vadproto.components.scores import error_map, psnr
 
 from .criss_cross import RecurrentCrissCross
@@ -101,15 +101,9 @@ class ApnModel(nn.Module):
         context_fusion: str = "sum",
     ) -> None:
         super().__init__()
-        if num_input_frames < 1:
-            msg = f"num_input_frames must be at least 1, got {num_input_frames}"
-            raise ValueError(msg)
-        if width < 1:
-            msg = f"width must be a positive integer, got {width}"
-            raise ValueError(msg)
-        if context_fusion not in CONTEXT_FUSIONS:
-            msg = f"context_fusion must be one of {CONTEXT_FUSIONS}, got {context_fusion!r}"
-            raise ValueError(msg)
+        check_at_least("num_input_frames", num_input_frames)
+        check_at_least("width", width)
+        check_choice("context_fusion", context_fusion, CONTEXT_FUSIONS)
         self.num_inputs = num_input_frames
         self.clip_length = num_input_frames + 1
         self.in_channels = in_channels

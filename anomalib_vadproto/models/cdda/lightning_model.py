@@ -43,6 +43,7 @@ from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import Tensor, nn
 
+from anomalib_vadproto.components.clip import check_at_least, check_choice
 from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
 
 from .clustering import fit_kmeans
@@ -202,24 +203,12 @@ class Cdda(VideoModelMixin, AnomalibModule):
         if size[0] % SIZE_MULTIPLE or size[1] % SIZE_MULTIPLE:
             msg = f"image_size must be multiples of {SIZE_MULTIPLE} for CDDA (e.g. 128 or 256), got {size}"
             raise ValueError(msg)
-        if ae_epochs < 1:
-            msg = f"ae_epochs must be at least 1 (pre-training gathers the features for k-means), got {ae_epochs}"
-            raise ValueError(msg)
-        if num_clusters < 1:
-            msg = f"num_clusters must be at least 1, got {num_clusters}"
-            raise ValueError(msg)
-        if kmeans_samples < num_clusters:
-            msg = f"kmeans_samples ({kmeans_samples}) must be at least num_clusters ({num_clusters})"
-            raise ValueError(msg)
-        if kmeans_max_iter < 1:
-            msg = f"kmeans_max_iter must be at least 1, got {kmeans_max_iter}"
-            raise ValueError(msg)
-        if cluster_reduction not in CLUSTER_REDUCTIONS:
-            msg = f"cluster_reduction must be one of {CLUSTER_REDUCTIONS}, got {cluster_reduction!r}"
-            raise ValueError(msg)
-        if centre_step not in CENTRE_STEPS:
-            msg = f"centre_step must be one of {CENTRE_STEPS}, got {centre_step!r}"
-            raise ValueError(msg)
+        check_at_least("ae_epochs (pre-training gathers the features for k-means)", ae_epochs)
+        check_at_least("num_clusters", num_clusters)
+        check_at_least("kmeans_samples (at least num_clusters)", kmeans_samples, num_clusters)
+        check_at_least("kmeans_max_iter", kmeans_max_iter)
+        check_choice("cluster_reduction", cluster_reduction, CLUSTER_REDUCTIONS)
+        check_choice("centre_step", centre_step, CENTRE_STEPS)
 
     # ------------------------------------------------------------------ optimisers and stages
     def on_fit_start(self) -> None:

@@ -29,7 +29,14 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib.data import InferenceBatch
 from torch import Tensor, nn
 
-from anomalib_vadproto.components.clip import ClipShapeError, split_clip, stack_frames, validate_clip
+from anomalib_vadproto.components.clip import (
+    ClipShapeError,
+    check_at_least,
+    check_choice,
+    split_clip,
+    stack_frames,
+    validate_clip,
+)
 from anomalib_vadproto.components.scores import to_unit_range
 
 from .clustering import DeepKMeans
@@ -260,18 +267,10 @@ class CddaModel(nn.Module):
         eps: float = 1e-12,
     ) -> None:
         super().__init__()
-        if num_input_frames < 1:
-            msg = f"num_input_frames must be at least 1, got {num_input_frames}"
-            raise ValueError(msg)
-        if width < 1:
-            msg = f"width must be a positive integer, got {width}"
-            raise ValueError(msg)
-        if clustering not in CLUSTERINGS:
-            msg = f"clustering must be one of {CLUSTERINGS}, got {clustering!r}"
-            raise ValueError(msg)
-        if score not in SCORES:
-            msg = f"score must be one of {SCORES}, got {score!r}"
-            raise ValueError(msg)
+        check_at_least("num_input_frames", num_input_frames)
+        check_at_least("width", width)
+        check_choice("clustering", clustering, CLUSTERINGS)
+        check_choice("score", score, SCORES)
         self.num_inputs = num_input_frames
         self.clip_length = num_input_frames + 1
         self.in_channels = in_channels

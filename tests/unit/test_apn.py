@@ -112,6 +112,26 @@ def test_optimizer_is_constant_adamw():
     assert optimizer.defaults["lr"] == 1e-3 and optimizer.defaults["weight_decay"] == 0.01
 
 
+def test_cosine_schedule_anneals_to_zero_over_the_run():
+    module = Apn(width=4, image_size=16, grayscale=True, lr=1e-3, lr_schedule="cosine")
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.AdamW) and config["lr_scheduler"]["interval"] == "epoch"
+    assert scheduler.T_max == 1  # no trainer attached: one epoch
+    module.schedule_epochs = lambda: 4
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(4):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(1e-3) and lrs[2] == pytest.approx(5e-4)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        Apn(width=4, image_size=16, grayscale=True, lr_schedule="step")
+
+
 def test_context_fusion_options():
     summed = tiny()
     concat = tiny(context_fusion="concat")

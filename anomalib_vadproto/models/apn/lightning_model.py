@@ -23,6 +23,7 @@ from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import nn
 
+from anomalib_vadproto.components.clip import check_choice
 from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 from anomalib_vadproto.components.losses import intensity_loss
 from anomalib_vadproto.components.ssim import ssim_loss
@@ -52,6 +53,8 @@ class Apn(VideoModelMixin, AnomalibModule):
             (``protocol_smoothed_AUC_*``), so both numbers come out of one test.
         lr: AdamW learning rate (code 1e-3, constant; paper 1e-4).
         weight_decay: AdamW weight decay (PyTorch's default 0.01, which the code uses).
+        lr_schedule: ``"constant"`` (the code, 210 epochs) or ``"cosine"``: cosine annealing to 0 over
+            the run, stepped per epoch, for short runs such as the lite profile.
         seed: Seed for a reproducible run.
         pre_processor: ``True`` builds resize (+ grey) + ``[-1, 1]`` scaling at ``image_size``.
         post_processor: anomalib post-processor or ``True`` for the default.
@@ -85,6 +88,7 @@ class Apn(VideoModelMixin, AnomalibModule):
         smoothing: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 0.01,
+        lr_schedule: str = "constant",
         seed: int | None = None,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
@@ -98,6 +102,8 @@ class Apn(VideoModelMixin, AnomalibModule):
         super().__init__(image_size, grayscale, pre_processor, post_processor, evaluator, visualizer)
         self.lr = lr
         self.weight_decay = weight_decay
+        check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
+        self.lr_schedule = lr_schedule
         self.lambda_ssim = lambda_ssim
         self.lambda_feature = lambda_feature
         self.lambda_diversity = lambda_diversity
@@ -118,8 +124,12 @@ class Apn(VideoModelMixin, AnomalibModule):
         )
 
     def configure_optimizers(self):  # noqa: ANN201
-        """AdamW with a constant learning rate, as the code (no schedule)."""
-        return torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        """AdamW; a constant learning rate as the code, or cosine annealing over the run (``lr_schedule``)."""
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.lr_schedule == "constant":
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.schedule_epochs(), eta_min=0.0)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def losses(self, out: ApnTrainOutput) -> dict[str, torch.Tensor]:
         """Return the code's loss terms (§4.4); the gradient-free "similarity" term is a constant and left out."""

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 ANOMALIB_OUTPUTS = ("pred_score", "pred_label", "anomaly_map", "pred_mask")
 MIN_OPSET = 18
+CALIBRATION_CLIPS = 300  # training clips that calibrate INT8 post-training quantisation
 
 
 class ExportGraph(nn.Module):
@@ -133,3 +134,40 @@ class VideoExportMixin:
             )
         logger.info("Exported %s to %s (outputs: %s)", type(self).__name__, onnx_path, ", ".join(names))
         return onnx_path
+
+    @staticmethod
+    def _post_training_quantization_ov(model: Any, datamodule: Any = None) -> Any:  # noqa: ANN401
+        """INT8 post-training quantisation (``CompressionType.INT8_PTQ``) calibrated on training clips.
+
+        anomalib's version calibrates on ``val_dataloader()``, which for its video datamodules is the
+        test split (``val_split_mode: same_as_test``): calibrating there would tune the INT8 ranges on
+        test videos. Here NNCF sees up to 300 clips drawn (seeded) from the training split.
+
+        Args:
+            model: The OpenVINO model converted from the exported ONNX graph.
+            datamodule: The datamodule whose training clips calibrate the quantiser.
+
+        Returns:
+            The quantised OpenVINO model.
+
+        Raises:
+            ValueError: Without a datamodule.
+
+        """
+        import nncf
+        from torch.utils.data import DataLoader
+
+        if datamodule is None:
+            msg = "INT8_PTQ needs a datamodule: its training clips calibrate the quantiser (pass --data)."
+            raise ValueError(msg)
+        datamodule.setup("fit")
+        dataset = datamodule.train_data
+        loader = DataLoader(
+            dataset,
+            batch_size=1,
+            shuffle=True,
+            collate_fn=dataset.collate_fn,
+            generator=torch.Generator().manual_seed(0),
+        )
+        calibration = nncf.Dataset(loader, lambda batch: batch.image.numpy())
+        return nncf.quantize(model, calibration, subset_size=min(CALIBRATION_CLIPS, len(dataset)))

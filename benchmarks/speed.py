@@ -1,0 +1,335 @@
+"""Inference and training speed of each model, PyTorch against OpenVINO, and each export's AUC change.
+
+For every model (lite profile by default, the weights of its last ``ped2_accuracy.py`` run):
+
+* **inference**: clips per second (one clip scores one frame) at batch 1 and a larger batch, for
+  PyTorch eager (``predict_clip``: pre-processing, the read-only model, post-processing) and the
+  OpenVINO exports of the same pipeline: FP32, FP16 (anomalib's ``CompressionType.FP16``: weights
+  stored in half precision; this CPU has no FP16 arithmetic, so OpenVINO computes in FP32) and INT8
+  (``INT8_PTQ``: NNCF post-training quantisation calibrated on 300 training clips). Inputs are raw
+  Ped2-size frames (240x360 RGB); every pipeline resizes them itself. On a GPU: eager FP32,
+  ``torch.compile``, bf16 and fp16 autocast.
+* **training**: clips per second of the optimisation step (forward, losses, backward, optimiser,
+  state updates) through anomalib's Engine on Ped2 at the profile's batch, data loading excluded.
+* **AUC change** (``--auc``): the papers' protocol AUC on the Ped2 test set from each export's cues,
+  against PyTorch's read-only scores of the same clips (the reference; MNAD/LGN-Net's stateful
+  test-time memory update cannot run in an exported graph).
+
+    python benchmarks/speed.py                          # all five models, speed only
+    python benchmarks/speed.py --auc                    # plus each export's AUC on Ped2
+    python benchmarks/speed.py --models mnad --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, commit, ensure_ped2, write_result  # noqa: E402
+from ped2_accuracy import PAPER_BATCH, model_config  # noqa: E402
+
+logger = logging.getLogger("speed")
+MODELS = ("mnad", "dlan_ac", "lgn_net", "apn", "cdda")
+PED2_SIZE = (240, 360)
+
+
+def median_seconds(fn, min_seconds: float, warmup: int = 2, min_calls: int = 5, max_calls: int = 500) -> float:  # noqa: ANN001
+    """Median wall time of ``fn()`` over at least ``min_calls`` calls and ``min_seconds`` seconds."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    deadline = time.perf_counter() + min_seconds
+    while (len(times) < min_calls or time.perf_counter() < deadline) and len(times) < max_calls:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def latest_checkpoint(model: str, profile: str, work_dir: Path) -> Path | None:
+    """The newest ``model.ckpt`` that ``ped2_accuracy.py`` wrote for this model and profile."""
+    found = sorted((work_dir / f"{model}_{profile}").glob("**/model.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def load_model(model: str, profile: str, checkpoint: Path | None):  # noqa: ANN201
+    """The profile's model with the checkpoint's weights (random weights without one)."""
+    from anomalib.models.components import AnomalibModule
+
+    config = model_config(model, profile)
+    module = AnomalibModule.from_config(config)
+    if checkpoint is not None:
+        module = type(module).load_from_checkpoint(checkpoint, map_location="cpu")
+    module.visualizer = None
+    return module.eval()
+
+
+def ped2_datamodule(module, root: Path, train_batch: int, eval_batch: int):  # noqa: ANN001, ANN201
+    """Ped2 as the accuracy benchmark reads it (frame cache, no workers)."""
+    from anomalib_vadproto import LocalUCSDped
+
+    datamodule = LocalUCSDped(
+        cache_frames=True,
+        root=root,
+        category="UCSDped2",
+        clip_length_in_frames=module.clip_length,
+        frames_between_clips=1,
+        target_frame="last",
+        train_batch_size=train_batch,
+        eval_batch_size=eval_batch,
+        num_workers=0,
+    )
+    datamodule.setup()
+    return datamodule
+
+
+def export_openvino(module, root: Path, datamodule) -> dict[str, Path]:  # noqa: ANN001
+    """FP32, FP16 and INT8 (post-training quantisation on training clips) IRs of the model's pipeline."""
+    from anomalib.deploy import CompressionType
+
+    paths = {}
+    for name, compression in (("fp32", None), ("fp16", CompressionType.FP16), ("int8", CompressionType.INT8_PTQ)):
+        start = time.perf_counter()
+        paths[name] = module.to_openvino(
+            root / name, input_size=PED2_SIZE, compression_type=compression, datamodule=datamodule
+        )
+        logger.info("exported %s in %.1f s", name, time.perf_counter() - start)
+    return paths
+
+
+def pytorch_runner(module):  # noqa: ANN001, ANN201
+    """Read-only eager pipeline: ``clips (N, T, 3, H, W) -> outputs``."""
+    import torch
+
+    def run(clips: torch.Tensor) -> dict[str, torch.Tensor]:
+        with module.read_only_eval(), torch.inference_mode():
+            return module.predict_clip(clips)
+
+    return run
+
+
+def inference_speed(module, irs: dict[str, Path], batches: list[int], min_seconds: float) -> dict[str, Any]:  # noqa: ANN001
+    """Clips per second for each backend and batch size."""
+    import torch
+
+    from anomalib_vadproto.deploy import OpenVINOClipModel
+
+    runners = {"pytorch_eager": pytorch_runner(module)}
+    compiled = {name: OpenVINOClipModel(path) for name, path in irs.items()}
+    speed: dict[str, Any] = {}
+    for batch in batches:
+        clips = torch.rand(batch, module.clip_length, 3, *PED2_SIZE, generator=torch.Generator().manual_seed(0))
+        array = clips.numpy()
+        row = {}
+        for name, run in runners.items():
+            row[name] = round(batch / median_seconds(lambda run=run, clips=clips: run(clips), min_seconds), 2)
+        for name, ov_model in compiled.items():
+            seconds = median_seconds(lambda m=ov_model, array=array: m(array), min_seconds)
+            row[f"openvino_{name}"] = round(batch / seconds, 2)
+        speed[f"batch{batch}"] = row
+        logger.info("batch %d, clips/s: %s", batch, row)
+    if torch.cuda.is_available():
+        speed["gpu"] = gpu_speed(module, batches, min_seconds)
+    return speed
+
+
+def gpu_speed(module, batches: list[int], min_seconds: float) -> dict[str, Any]:  # noqa: ANN001
+    """Eager FP32, ``torch.compile``, bf16 and fp16 autocast on the GPU (clips per second)."""
+    import torch
+
+    gpu = copy.deepcopy(module).cuda()
+    run = pytorch_runner(gpu)
+    compiled = torch.compile(gpu.predict_clip)
+
+    def timed(fn) -> float:  # noqa: ANN001
+        def call() -> None:
+            fn()
+            torch.cuda.synchronize()
+
+        return median_seconds(call, min_seconds)
+
+    results: dict[str, Any] = {"device": torch.cuda.get_device_name(0)}
+    for batch in batches:
+        clips = torch.rand(batch, gpu.clip_length, 3, *PED2_SIZE, device="cuda")
+        row = {"eager_fp32": timed(lambda clips=clips: run(clips))}
+        with gpu.read_only_eval(), torch.inference_mode():
+            row["compile_fp32"] = timed(lambda clips=clips: compiled(clips))
+            for dtype in ("bfloat16", "float16"):
+                with torch.autocast("cuda", dtype=getattr(torch, dtype)):
+                    row[f"eager_{dtype}"] = timed(lambda clips=clips: gpu.predict_clip(clips))
+        results[f"batch{batch}"] = {k: round(batch / v, 2) for k, v in row.items()}
+    return results
+
+
+def training_speed(module, datamodule, steps: int) -> dict[str, Any]:  # noqa: ANN001
+    """Optimisation steps through anomalib's Engine; returns clips per second (data loading excluded).
+
+    ``module`` is freshly initialised. Models with a first stage (DLAN-AC's clusterer epochs, CDDA's
+    autoencoder pre-training) run it on ``steps`` batches per epoch first; only the main stage is timed.
+    """
+    from anomalib.engine import Engine
+    from lightning.pytorch import Callback
+
+    class StepTimer(Callback):
+        def __init__(self) -> None:
+            self.seconds: dict[int, list[float]] = {}
+
+        def on_train_batch_start(self, *args: Any) -> None:  # noqa: ANN401
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:  # noqa: ANN401
+            self.seconds.setdefault(trainer.current_epoch, []).append(time.perf_counter() - self.start)
+
+    first_stage = int(getattr(module, "ac_epochs", 0)) + int(getattr(module, "ae_epochs", 0))
+    timer = StepTimer()
+    module.train()
+    with tempfile.TemporaryDirectory() as work:
+        engine = Engine(
+            max_epochs=first_stage + 1,
+            limit_train_batches=steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            default_root_dir=work,
+            logger=False,
+            callbacks=[timer],
+        )
+        engine.fit(model=module, datamodule=datamodule)
+    seconds = timer.seconds[first_stage]
+    measured = seconds[min(5, len(seconds) // 2) :]  # the first steps warm the allocator up
+    step = statistics.median(measured)
+    return {
+        "batch": datamodule.train_batch_size,
+        "step_seconds": round(step, 4),
+        "clips_per_second": round(datamodule.train_batch_size / step, 2),
+        "steps_timed": len(measured),
+        "first_stage_epochs_untimed": first_stage,
+    }
+
+
+def export_auc(module, irs: dict[str, Path], datamodule, limit: int | None) -> dict[str, Any]:  # noqa: ANN001
+    """Protocol AUC (micro, macro; percent) on the Ped2 test set for PyTorch and every export."""
+    import numpy as np
+    import torch
+
+    from anomalib_vadproto.deploy import OpenVINOClipModel
+
+    runners = {"pytorch_eager": pytorch_runner(module)}
+    for name, path in irs.items():
+        ov_model = OpenVINOClipModel(path)
+        runners[f"openvino_{name}"] = lambda clips, m=ov_model: {
+            k: torch.from_numpy(v) for k, v in m(clips.numpy()).items()
+        }
+    metrics = {name: copy.deepcopy(module.protocol) for name in runners}
+    for metric in metrics.values():
+        metric.reset()
+    max_cue_difference = dict.fromkeys(runners, 0.0)
+    for index, batch in enumerate(datamodule.test_dataloader()):
+        if limit is not None and index >= limit:
+            break
+        reference = None
+        for name, run in runners.items():
+            outputs = run(batch.image)
+            cues = {key.removeprefix("cue_"): value.float() for key, value in outputs.items() if key.startswith("cue_")}
+            metrics[name].update(batch.video_path, batch.frames, batch.gt_label, cues)
+            if reference is None:
+                reference = cues
+            else:
+                difference = max(float((cues[k] - reference[k]).abs().max()) for k in cues)
+                max_cue_difference[name] = max(max_cue_difference[name], difference)
+    results = {}
+    for name, metric in metrics.items():
+        values = metric.compute()
+        results[name] = {
+            "protocol_auc_micro": round(100 * float(values["protocol_AUC_micro"]), 2),
+            "protocol_auc_macro": round(100 * float(values["protocol_AUC_macro"]), 2),
+            "max_abs_cue_difference": float(np.float32(max_cue_difference[name])),
+        }
+    base = results["pytorch_eager"]["protocol_auc_micro"]
+    for row in results.values():
+        row["micro_change"] = round(row["protocol_auc_micro"] - base, 2)
+    logger.info("AUC: %s", results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated snake names")
+    parser.add_argument("--profile", default="lite", choices=["lite", "paper"])
+    parser.add_argument("--batches", default="1,8", help="inference batch sizes")
+    parser.add_argument("--seconds", type=float, default=5.0, help="minimum timing time per measurement")
+    parser.add_argument("--train-steps", type=int, default=30, help="training steps to time (0: skip)")
+    parser.add_argument("--auc", action="store_true", help="also score the Ped2 test set with every export")
+    parser.add_argument("--work-dir", type=Path, default=REPO / ".cache" / "runs", help="where the checkpoints are")
+    parser.add_argument("--quick", action="store_true", help="smoke run: short timings, 3 test batches")
+    args = parser.parse_args(argv)
+    started_on = commit()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import torch
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        raise SystemExit(f"Unknown models {unknown}; choose from {MODELS}.")
+    batches = [int(b) for b in args.batches.split(",")]
+    seconds = 0.5 if args.quick else args.seconds
+    root = ensure_ped2()
+    per_model: dict[str, Any] = {}
+    for name in models:
+        checkpoint = latest_checkpoint(name, args.profile, args.work_dir)
+        if checkpoint is None:
+            logger.warning("%s: no checkpoint under %s; random weights (speed only)", name, args.work_dir)
+        module = load_model(name, args.profile, checkpoint)
+        train_batch = PAPER_BATCH.get(name, 4) if args.profile == "paper" else 4
+        datamodule = ped2_datamodule(module, root, train_batch, eval_batch=8)
+        entry: dict[str, Any] = {
+            "config": str(model_config(name, args.profile).relative_to(REPO)),
+            "checkpoint": str(checkpoint.relative_to(REPO)) if checkpoint else None,
+            "image_size": list(module.image_size),
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            irs = export_openvino(module, Path(tmp), datamodule)
+            entry["export_seconds"] = round(time.perf_counter() - start, 1)
+            entry["inference_clips_per_second"] = inference_speed(module, irs, batches, seconds)
+            if args.auc and checkpoint is not None:
+                entry["auc"] = export_auc(module, irs, datamodule, limit=3 if args.quick else None)
+        if args.train_steps > 0:
+            fresh = load_model(name, args.profile, checkpoint=None)
+            entry["training"] = training_speed(fresh, datamodule, 8 if args.quick else args.train_steps)
+        per_model[name] = entry
+        speed = entry["inference_clips_per_second"]
+        speed_up = {
+            batch: round(row["openvino_fp32"] / row["pytorch_eager"], 2)
+            for batch, row in speed.items()
+            if batch.startswith("batch")
+        }
+        entry["openvino_fp32_over_eager"] = speed_up
+        logger.info("%s: OpenVINO FP32 / eager = %s", name, speed_up)
+    record = {
+        "kind": "speed",
+        "model": ",".join(models),
+        "profile": args.profile,
+        "commit": started_on,
+        "command": f"python benchmarks/{Path(__file__).name} " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "torch_threads": torch.get_num_threads(),
+        "input_frame_size": list(PED2_SIZE),
+        "batches": batches,
+        "quick": args.quick,
+        "models": per_model,
+    }
+    path = write_result(record, f"speed_inference_{args.profile}" + ("_quick" if args.quick else ""))
+    logger.info("wrote %s", path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

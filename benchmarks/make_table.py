@@ -43,8 +43,8 @@ def smoothed(record: dict) -> str:
 def accuracy_table(records: list[dict]) -> str:
     lines = [
         "| model | profile | epochs | paper AUC | protocol AUC micro | macro | micro, smoothed | pooled AUROC"
-        " | train | test | device | results file |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        " | train | test | device | command | results file |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in records:
         lines.append(
@@ -52,7 +52,8 @@ def accuracy_table(records: list[dict]) -> str:
             f" | {PAPER_PED2.get(r['model'], '–')}"
             f" | **{r['protocol_auc_micro']:.1f}** | {r['protocol_auc_macro']:.1f}"
             f" | {smoothed(r)} | {r['pooled_auroc']:.1f}"
-            f" | {r['train_seconds'] / 60:.1f} min | {r['test_seconds'] / 60:.1f} min | {r['device']} | `{r['file']}` |"
+            f" | {r['train_seconds'] / 60:.1f} min | {r['test_seconds'] / 60:.1f} min | {r['device']}"
+            f" | `{r['command']}` | `{r['file']}` |"
         )
     return "\n".join(lines)
 
@@ -93,6 +94,56 @@ def som_m_table() -> str | None:
     return "\n".join(lines)
 
 
+def latest_speed(profile: str = "lite") -> tuple[dict, str] | None:
+    """The newest full (not ``--quick``) ``speed.py`` record of a profile, and its file."""
+    files = sorted(RESULTS.glob(f"speed_inference_{profile}_2*.json"))
+    if not files:
+        return None
+    return json.loads(files[-1].read_text()), files[-1].relative_to(REPO).as_posix()
+
+
+def speed_table(record: dict, file: str) -> str:
+    """Clips (= scored frames) per second per backend, FP32's speed-up, INT8's AUC cost, training speed."""
+    batches = record["batches"]
+    large = max(batches)
+    backends = ("pytorch_eager", "openvino_fp32", "openvino_fp16", "openvino_int8")
+    short = {
+        "pytorch_eager": "eager",
+        "openvino_fp32": "OV FP32",
+        "openvino_fp16": "OV FP16",
+        "openvino_int8": "OV INT8",
+    }
+    header = [f"{short[b]} b1" for b in backends] + [f"{short[b]} b{large}" for b in backends]
+    lines = [
+        "| model | "
+        + " | ".join(header)
+        + " | OV FP32 / eager (b1) | AUC change FP32 / FP16 / INT8 | training clips/s |",
+        "| --- | " + " | ".join("---" for _ in header) + " | --- | --- | --- |",
+    ]
+    for model, entry in record["models"].items():
+        speed = entry["inference_clips_per_second"]
+        cells = [f"{speed['batch1'][b]:.1f}" for b in backends] + [f"{speed[f'batch{large}'][b]:.1f}" for b in backends]
+        auc = entry.get("auc")
+        change = (
+            " / ".join(f"{auc[f'openvino_{p}']['micro_change']:+.2f}" for p in ("fp32", "fp16", "int8")) if auc else "–"
+        )
+        training = entry.get("training", {}).get("clips_per_second")
+        lines.append(
+            f"| {NAMES.get(model, model)} | "
+            + " | ".join(cells)
+            + f" | **{entry['openvino_fp32_over_eager']['batch1']:.2f}x** | {change}"
+            + f" | {'–' if training is None else f'{training:.1f}'} |"
+        )
+    lines += [
+        "",
+        f"Clips per second on {record['device']}, raw {record['input_frame_size'][0]}x{record['input_frame_size'][1]}"
+        " frames in (every pipeline resizes them itself; one clip scores one frame); AUC change: protocol micro AUC"
+        " of each export minus PyTorch's read-only scores on the Ped2 test set, in points."
+        f" `{record['command']}` → `{file}`.",
+    ]
+    return "\n".join(lines)
+
+
 def replace_block(path: Path, key: str, body: str) -> None:
     text = path.read_text()
     start, end = f"<!-- results:{key} -->", f"<!-- /results:{key} -->"
@@ -106,6 +157,9 @@ def replace_block(path: Path, key: str, body: str) -> None:
 def main() -> None:
     records = latest_accuracy()
     replace_block(REPO / "README.md", "accuracy", accuracy_table(records))
+    speed = latest_speed()
+    if speed:
+        replace_block(REPO / "README.md", "speed", speed_table(*speed))
     som = som_m_table()
     if som:
         replace_block(REPO / "anomalib_vadproto" / "models" / "dlan_ac" / "README.md", "dlan_ac_som_m", som)

@@ -6,12 +6,15 @@ whole anomalib pipeline (pre-processor, model, post-processor) and is **read-onl
 state updates (MNAD's gated memory update) never run inside it, and exporting leaves the live
 model's state exactly as it was. Besides anomalib's outputs (``pred_score``, ``pred_label``,
 ``anomaly_map``, ``pred_mask``) the graph returns the raw per-clip cues (``cue_<name>``) so that
-deployed models can apply the papers' per-video protocol.
+deployed models can apply the papers' per-video protocol. The ONNX file (and the OpenVINO IR
+converted from it) carries a :class:`~anomalib_vadproto.deploy.metadata.ModelMetadata` record: clip
+length, sizes and the cue fusion, so a deployed model fuses cues exactly as ``anomalib test`` does.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +24,8 @@ import torch
 from anomalib.deploy.export import ExportType
 from anomalib.models.components.base.export_mixin.utils import create_export_root
 from torch import Tensor, nn
+
+from anomalib_vadproto.deploy.metadata import METADATA_KEY, ModelMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +90,41 @@ class VideoExportMixin:
             self.model.read_only = False
             self.train(was_training)
 
+    def export_metadata(self, input_size: tuple[int, int] | None = None) -> ModelMetadata:
+        """Describe the model for deployment: clip length, sizes, cue fusion, post-processor bounds.
+
+        Args:
+            input_size: ``(H, W)`` of the frames the exported graph accepts; ``None`` for any size.
+
+        Returns:
+            The record that :meth:`to_onnx` embeds in the exported file.
+
+        """
+        protocol = getattr(self, "protocol", None)
+        bounds = {}
+        post = getattr(self, "post_processor", None)
+        for key, attribute in (
+            ("image_min", "image_min"),
+            ("image_max", "image_max"),
+            ("image_threshold", "_image_threshold"),
+        ):
+            value = getattr(post, attribute, None) if post is not None else None
+            value = float(value) if isinstance(value, Tensor) and value.numel() == 1 else None
+            bounds[key] = value if value is not None and math.isfinite(value) else None
+        return ModelMetadata(
+            model=type(self).__name__,
+            clip_length=int(self.clip_length),
+            image_size=tuple(self.image_size),
+            input_size=None if input_size is None else tuple(int(v) for v in input_size),
+            cue_weights=dict(protocol.cue_weights) if protocol is not None else {},
+            normal_cues=tuple(protocol.normal_cues) if protocol is not None else (),
+            smoothing=bool(protocol.smoothing) if protocol is not None else False,
+            smoothing_taps=int(getattr(protocol, "smoothing_taps", 15)),
+            smoothing_sigma=float(getattr(protocol, "smoothing_sigma", 2.0)),
+            smoothing_mode=str(getattr(protocol, "smoothing_mode", "nearest")),
+            **bounds,
+        )
+
     def example_clip(self, input_size: tuple[int, int] | None = None, batch: int = 2) -> Tensor:
         """Return a zero clip of the model's length at ``input_size`` (default: the model's image size)."""
         height, width = input_size or tuple(self.image_size)
@@ -133,6 +173,7 @@ class VideoExportMixin:
                 dynamic_shapes=({0: torch.export.Dim("batch_size")},),
                 **kwargs,
             )
+        embed_metadata(onnx_path, self.export_metadata(tuple(clip.shape[-2:])))
         logger.info("Exported %s to %s (outputs: %s)", type(self).__name__, onnx_path, ", ".join(names))
         return onnx_path
 
@@ -177,3 +218,21 @@ class VideoExportMixin:
         return nncf.quantize(
             model, calibration, subset_size=min(CALIBRATION_CLIPS, len(dataset)), ignored_scope=ignored
         )
+
+
+def embed_metadata(onnx_path: Path | str, metadata: ModelMetadata) -> None:
+    """Write ``metadata`` into the ONNX file's ``metadata_props`` (OpenVINO keeps it in ``rt_info``).
+
+    Args:
+        onnx_path: The exported ONNX file; external weight files are left untouched.
+        metadata: The record to store under :data:`~anomalib_vadproto.deploy.metadata.METADATA_KEY`.
+
+    """
+    import onnx
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    for prop in list(proto.metadata_props):
+        if prop.key == METADATA_KEY:
+            proto.metadata_props.remove(prop)
+    proto.metadata_props.add(key=METADATA_KEY, value=metadata.to_json())
+    onnx.save(proto, str(onnx_path))

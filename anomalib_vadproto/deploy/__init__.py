@@ -1,5 +1,26 @@
-"""Inference with exported models (OpenVINO IR) on clips."""
+"""Deployment of exported video models: frame sources, clip-buffer inference, score normalisation.
 
+* :func:`open_source` reads video files, frame folders, stream URLs and cameras (PyAV) as RGB frames.
+* :func:`load_clip_model` loads an OpenVINO IR / ONNX file (:class:`OpenVINOClipModel`) or anomalib's
+  torch export (:class:`TorchClipModel`); each carries its :class:`ModelMetadata` (clip length,
+  sizes, cue fusion).
+* :class:`ClipInferencer` buffers the last ``T`` frames and scores each new frame.
+* :func:`make_normalizer` turns raw cues into scores: the papers' ``offline`` per-video protocol or
+  the causal ``running``, ``running-std`` and ``validation`` normalisers.
+* :func:`score_source` / ``anomalib-vadproto score`` do all of it for one source and write
+  CSV/JSON/PNG (and an overlay video).
+"""
+
+from .clip_model import ClipModel, load_clip_model
+from .metadata import METADATA_KEY, ModelMetadata
 from .openvino import OpenVINOClipModel
+from .torch_model import TorchClipModel
 
-__all__ = ["OpenVINOClipModel"]
+__all__ = [
+    "METADATA_KEY",
+    "ClipModel",
+    "ModelMetadata",
+    "OpenVINOClipModel",
+    "TorchClipModel",
+    "load_clip_model",
+]

@@ -2,7 +2,8 @@
 
 anomalib 2.7's ``OpenVINOInferencer`` cannot take 5-D input (it builds an image batch), so the
 plugin compiles the IR itself. The graph already contains the pre-processor and post-processor,
-so clips go in as raw ``[0, 1]`` frames ``(N, T, 3, H, W)`` at the export's input size.
+so clips go in as raw ``[0, 1]`` frames ``(N, T, 3, H, W)`` at the export's input size. The IR (or
+ONNX file) carries the model's :class:`~anomalib_vadproto.deploy.metadata.ModelMetadata`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
+from .clip_model import check_clips, check_metadata
+from .metadata import METADATA_KEY, ModelMetadata
+
 
 class OpenVINOClipModel:
     """A compiled OpenVINO model that maps clips to named outputs.
 
     Args:
-        path: The exported ``model.xml``.
+        path: The exported ``model.xml`` (or the ``model.onnx`` it was converted from).
         device: OpenVINO device name (``"CPU"``, ``"GPU"``, ``"AUTO"``).
+
+    Attributes:
+        metadata: Clip length, sizes and cue fusion of the model.
+        input_size: ``(H, W)`` of the frames the graph accepts.
+        output_names: The graph's outputs.
 
     """
 
@@ -29,9 +38,29 @@ class OpenVINOClipModel:
             msg = f"No OpenVINO model at {path}: export one with `anomalib export --export_type openvino`."
             raise FileNotFoundError(msg)
         core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(path), device)
-        self.input_shape = tuple(self.compiled.input(0).get_partial_shape().to_string().strip("[]").split(","))
+        model = core.read_model(path)
+        shape = model.input(0).get_partial_shape()
+        dims = [dim.get_length() if dim.is_static else None for dim in shape]
+        if len(dims) != 5 or None in dims[1:] or dims[2] != 3:
+            msg = f"{path} is not a video clip model: its input has shape {shape}, expected (N, T, 3, H, W)."
+            raise ValueError(msg)
+        self.input_shape = tuple(dims)
+        self.input_size: tuple[int, int] = (int(dims[3]), int(dims[4]))
+        self.metadata = self._read_metadata(model, path)
+        check_metadata(self.metadata, int(dims[1]), self.input_size, path)
+        self.compiled = core.compile_model(model, device.upper())
         self.output_names = [output.get_any_name() for output in self.compiled.outputs]
+
+    @staticmethod
+    def _read_metadata(model: object, path: Path) -> ModelMetadata:
+        for key in (["framework", METADATA_KEY], [METADATA_KEY]):
+            if model.has_rt_info(key):
+                return ModelMetadata.from_json(model.get_rt_info(key).astype(str))
+        msg = (
+            f"{path} has no {METADATA_KEY} metadata (clip length, cue fusion): it was not exported by"
+            " anomalib-vadproto, or by an older version; re-export it with `anomalib export`."
+        )
+        raise ValueError(msg)
 
     @property
     def clip_length(self) -> int:
@@ -40,13 +69,6 @@ class OpenVINOClipModel:
 
     def __call__(self, clips: np.ndarray) -> dict[str, np.ndarray]:
         """Score ``(N, T, 3, H, W)`` float32 clips in ``[0, 1]``; returns every output by name."""
-        clips = np.ascontiguousarray(clips, dtype=np.float32)
-        expected = tuple(int(v) if v.strip().isdigit() else None for v in self.input_shape)
-        mismatch = clips.ndim != len(expected) or any(
-            e is not None and e != s for e, s in zip(expected, clips.shape, strict=True)
-        )
-        if mismatch:
-            msg = f"The model expects clips of shape {expected} (None = any batch size), got {clips.shape}."
-            raise ValueError(msg)
+        clips = check_clips(clips, self.clip_length, self.input_size)
         results = self.compiled(clips)
-        return {name: results[output] for name, output in zip(self.output_names, self.compiled.outputs, strict=False)}
+        return {name: results[output] for name, output in zip(self.output_names, self.compiled.outputs, strict=True)}

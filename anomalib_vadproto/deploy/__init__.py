@@ -15,12 +15,19 @@ from .clip_model import ClipModel, load_clip_model
 from .metadata import METADATA_KEY, ModelMetadata
 from .openvino import OpenVINOClipModel
 from .torch_model import TorchClipModel
+from .video_io import Frame, FrameFolderSource, VideoReadError, VideoSource, VideoWriter, open_source
 
 __all__ = [
     "METADATA_KEY",
     "ClipModel",
+    "Frame",
+    "FrameFolderSource",
     "ModelMetadata",
     "OpenVINOClipModel",
     "TorchClipModel",
+    "VideoReadError",
+    "VideoSource",
+    "VideoWriter",
     "load_clip_model",
+    "open_source",
 ]

@@ -1,0 +1,282 @@
+"""Frame sources (video files, streams, cameras, frame folders) and an MP4 writer, on PyAV.
+
+Every source yields RGB ``uint8`` frames ``(H, W, 3)`` lazily, in order. Frames are converted the
+way training reads them: image files through Pillow's ``convert("RGB")`` (as anomalib's
+``read_image`` and the UCSD loaders do), video frames through FFmpeg's ``rgb24`` conversion. For
+grey video stored as full-range ``yuvj420p`` (the shared UCSD Ped2 mp4 files), the ``rgb24`` frame is
+exactly the Y plane repeated in three channels, so a video and its frames as ``.tif`` files give the
+same arrays.
+
+Example:
+    >>> source = open_source("Test004.mp4")  # doctest: +SKIP
+    >>> for frame in source:  # doctest: +SKIP
+    ...     frame.image.shape, frame.time
+    ((240, 360, 3), 0.0)
+
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"})
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+
+
+class VideoReadError(ValueError):
+    """A source exists but cannot be read as video (corrupt file, no video stream, decoder failure)."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        index: Position in the source, from 0.
+        image: RGB ``uint8`` array ``(H, W, 3)``.
+        time: Presentation time in seconds, or ``None`` when unknown (frame folders).
+
+    """
+
+    index: int
+    image: np.ndarray
+    time: float | None = None
+
+
+def _natural_key(path: Path) -> list[int | str]:
+    """Sort ``2.png`` before ``10.png`` (zero-padded names sort the same either way)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+class FrameFolderSource:
+    """The image files of a folder (``.tif``, ``.png``, ``.jpg``, ``.bmp``), in natural name order.
+
+    Args:
+        folder: The folder.
+        fps: Frame rate reported for timestamps and written videos (frames carry no time of their own).
+
+    Raises:
+        FileNotFoundError: If the folder does not exist or holds no image file.
+
+    """
+
+    live = False
+
+    def __init__(self, folder: str | Path, fps: float | None = None) -> None:
+        self.path = Path(folder)
+        if not self.path.is_dir():
+            msg = f"No frame folder at {self.path}."
+            raise FileNotFoundError(msg)
+        self.files = sorted(
+            (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()), key=_natural_key
+        )
+        if not self.files:
+            msg = f"{self.path} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})."
+            raise FileNotFoundError(msg)
+        self.fps = Fraction(fps).limit_denominator(1001) if fps else None
+        self.num_frames: int | None = len(self.files)
+        self.name = self.path.name
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Yield the frames."""
+        from PIL import Image, UnidentifiedImageError
+
+        for index, file in enumerate(self.files):
+            try:
+                with Image.open(file) as image:
+                    array = np.asarray(image.convert("RGB"))
+            except (OSError, UnidentifiedImageError) as error:
+                msg = f"Cannot read frame {file}: {error}"
+                raise VideoReadError(msg) from error
+            yield Frame(index, array, None if self.fps is None else float(index / self.fps))
+
+
+class VideoSource:
+    """A video file, stream URL or capture device, decoded with PyAV (FFmpeg).
+
+    Args:
+        source: A file path, a URL (``rtsp://``, ``http(s)://``, ...) or a device (``/dev/video0`` with
+            ``input_format="v4l2"``, which is the default for ``/dev/video*``).
+        input_format: FFmpeg input format (demuxer) to force, e.g. ``v4l2``, ``avfoundation``, ``dshow``.
+        options: FFmpeg format options, e.g. ``{"rtsp_transport": "tcp"}`` or ``{"video_size": "640x480"}``.
+        timeout: Seconds to wait for a stream to open and for each read (streams only).
+
+    Raises:
+        FileNotFoundError: If ``source`` is a local path that does not exist.
+        VideoReadError: If FFmpeg cannot open it or it has no video stream.
+
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        input_format: str | None = None,
+        options: Mapping[str, str] | None = None,
+        timeout: float | None = 10.0,
+    ) -> None:
+        import av
+
+        text = str(source)
+        is_url = text.lower().startswith(STREAM_PREFIXES) or "://" in text
+        is_device = text.startswith("/dev/video") or input_format is not None
+        if text.startswith("/dev/video") and input_format is None:
+            input_format = "v4l2"
+        self.live = is_url or is_device
+        self.path = Path(text) if not is_url else None
+        if not self.live and not Path(text).is_file():
+            msg = f"No video file at {text}." if not Path(text).is_dir() else f"{text} is a folder, not a video file."
+            raise FileNotFoundError(msg)
+        options = dict(options or {})
+        if text.lower().startswith("rtsp") and "rtsp_transport" not in options:
+            options["rtsp_transport"] = "tcp"
+        try:
+            self.container = av.open(
+                text, mode="r", format=input_format, options=options, timeout=timeout if self.live else None
+            )
+        except av.error.FileNotFoundError as error:
+            raise FileNotFoundError(f"No video at {text}.") from error
+        except (av.error.FFmpegError, OSError) as error:
+            msg = f"Cannot read {text} as video: {_ffmpeg_reason(error)}."
+            raise VideoReadError(msg) from error
+        if not self.container.streams.video:
+            self.container.close()
+            msg = f"{text} has no video stream."
+            raise VideoReadError(msg)
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.fps: Fraction | None = self.stream.average_rate or self.stream.guessed_rate or None
+        self.num_frames = int(self.stream.frames) or None
+        self.name = self.path.stem if self.path is not None else text
+        self.source = text
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Decode and yield the frames; the container is closed when the iteration ends."""
+        import av
+
+        index = 0
+        try:
+            for decoded in self.container.decode(self.stream):
+                time = float(decoded.time) if decoded.time is not None else None
+                yield Frame(index, decoded.to_ndarray(format="rgb24"), time)
+                index += 1
+        except av.error.FFmpegError as error:
+            msg = f"Cannot decode {self.source} after {index} frame(s): {_ffmpeg_reason(error)}."
+            raise VideoReadError(msg) from error
+        finally:
+            self.container.close()
+
+    def close(self) -> None:
+        """Close the container (iterating to the end closes it too)."""
+        self.container.close()
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _ffmpeg_reason(error: BaseException) -> str:
+    """FFmpeg's own words for an error, without the errno and path decoration."""
+    reason = getattr(error, "strerror", None) or str(error)
+    return f"{reason} (not a video FFmpeg can decode, or a damaged file)" if "Invalid data" in reason else reason
+
+
+def open_source(
+    source: str | Path,
+    fps: float | None = None,
+    input_format: str | None = None,
+    options: Mapping[str, str] | None = None,
+) -> FrameFolderSource | VideoSource:
+    """Open a frame folder, video file, stream URL or capture device.
+
+    Args:
+        source: A folder of image files, a video file, a URL, or a device.
+        fps: Frame rate for frame folders (ignored for video, which carries its own).
+        input_format: FFmpeg input format for devices (``v4l2``, ``avfoundation``, ``dshow``).
+        options: FFmpeg format options.
+
+    Returns:
+        An iterable of :class:`Frame` with ``name``, ``fps``, ``num_frames`` (``None`` if unknown)
+        and ``live`` (``True`` for URLs and devices, which cannot be read twice).
+
+    """
+    if input_format is None and Path(str(source)).is_dir():
+        return FrameFolderSource(source, fps=fps)
+    return VideoSource(source, input_format=input_format, options=options)
+
+
+class VideoWriter:
+    """Write RGB ``uint8`` frames to a video file with PyAV (H.264 via libx264, else MPEG-4 Part 2).
+
+    Odd frame sizes are padded by one edge pixel (the 4:2:0 encoders need even sizes).
+
+    Args:
+        path: Output file (``.mp4``).
+        fps: Frame rate.
+        codec: Encoder name; ``None`` picks ``libx264`` if this FFmpeg has it, else ``mpeg4``.
+        quality: x264 constant rate factor (lower is better; MPEG-4 gets a generous bit rate instead).
+
+    """
+
+    def __init__(self, path: str | Path, fps: float | Fraction = 25, codec: str | None = None, quality: int = 20):
+        import av
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.codec = codec or ("libx264" if "libx264" in av.codecs_available else "mpeg4")
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.quality = int(quality)
+        self.container = av.open(str(self.path), mode="w")
+        self.stream = None
+        self.frames = 0
+
+    def _open_stream(self, height: int, width: int) -> None:
+        self.stream = self.container.add_stream(self.codec, rate=self.fps)
+        self.stream.width, self.stream.height = width + width % 2, height + height % 2
+        self.stream.pix_fmt = "yuv420p"
+        if self.codec == "libx264":
+            self.stream.options = {"crf": str(self.quality), "preset": "veryfast"}
+        else:
+            self.stream.bit_rate = int(max(1_000_000, 0.5 * width * height * float(self.fps)))
+
+    def write(self, image: np.ndarray) -> None:
+        """Append one RGB ``uint8`` frame ``(H, W, 3)``; all frames must have the first frame's size."""
+        import av
+
+        height, width = image.shape[:2]
+        if self.stream is None:
+            self._open_stream(height, width)
+        if (height + height % 2, width + width % 2) != (self.stream.height, self.stream.width):
+            msg = (
+                f"frame {self.frames} has size {(height, width)}, the video {(self.stream.height, self.stream.width)}."
+            )
+            raise ValueError(msg)
+        if height % 2 or width % 2:
+            image = np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image, dtype=np.uint8), format="rgb24")
+        frame.pts = self.frames
+        frame.time_base = 1 / self.fps
+        self.container.mux(self.stream.encode(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and close the file."""
+        if self.stream is not None:
+            self.container.mux(self.stream.encode(None))
+        self.container.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

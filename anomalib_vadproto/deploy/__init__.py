@@ -12,6 +12,7 @@
 """
 
 from .clip_model import ClipModel, load_clip_model
+from .inferencer import ClipBuffer, ClipInferencer, FrameResult, to_model_input
 from .metadata import METADATA_KEY, ModelMetadata
 from .openvino import OpenVINOClipModel
 from .torch_model import TorchClipModel
@@ -19,9 +20,12 @@ from .video_io import Frame, FrameFolderSource, VideoReadError, VideoSource, Vid
 
 __all__ = [
     "METADATA_KEY",
+    "ClipBuffer",
+    "ClipInferencer",
     "ClipModel",
     "Frame",
     "FrameFolderSource",
+    "FrameResult",
     "ModelMetadata",
     "OpenVINOClipModel",
     "TorchClipModel",
@@ -30,4 +34,5 @@ __all__ = [
     "VideoWriter",
     "load_clip_model",
     "open_source",
+    "to_model_input",
 ]

@@ -14,12 +14,23 @@
 from .clip_model import ClipModel, load_clip_model
 from .inferencer import ClipBuffer, ClipInferencer, FrameResult, to_model_input
 from .metadata import METADATA_KEY, ModelMetadata
+from .normalization import (
+    NORMALIZATIONS,
+    Normalizer,
+    OfflineNormalizer,
+    RunningMinMaxNormalizer,
+    RunningStdNormalizer,
+    ValidationNormalizer,
+    fuse_with_bounds,
+    make_normalizer,
+)
 from .openvino import OpenVINOClipModel
 from .torch_model import TorchClipModel
 from .video_io import Frame, FrameFolderSource, VideoReadError, VideoSource, VideoWriter, open_source
 
 __all__ = [
     "METADATA_KEY",
+    "NORMALIZATIONS",
     "ClipBuffer",
     "ClipInferencer",
     "ClipModel",
@@ -27,12 +38,19 @@ __all__ = [
     "FrameFolderSource",
     "FrameResult",
     "ModelMetadata",
+    "Normalizer",
+    "OfflineNormalizer",
     "OpenVINOClipModel",
+    "RunningMinMaxNormalizer",
+    "RunningStdNormalizer",
     "TorchClipModel",
+    "ValidationNormalizer",
     "VideoReadError",
     "VideoSource",
     "VideoWriter",
+    "fuse_with_bounds",
     "load_clip_model",
+    "make_normalizer",
     "open_source",
     "to_model_input",
 ]

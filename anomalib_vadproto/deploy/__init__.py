@@ -25,6 +25,7 @@ from .normalization import (
     make_normalizer,
 )
 from .openvino import OpenVINOClipModel
+from .score import ScoreResult, score_source, write_outputs
 from .torch_model import TorchClipModel
 from .video_io import Frame, FrameFolderSource, VideoReadError, VideoSource, VideoWriter, open_source
 
@@ -43,6 +44,7 @@ __all__ = [
     "OpenVINOClipModel",
     "RunningMinMaxNormalizer",
     "RunningStdNormalizer",
+    "ScoreResult",
     "TorchClipModel",
     "ValidationNormalizer",
     "VideoReadError",
@@ -52,5 +54,7 @@ __all__ = [
     "load_clip_model",
     "make_normalizer",
     "open_source",
+    "score_source",
     "to_model_input",
+    "write_outputs",
 ]

@@ -30,6 +30,21 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"})
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+#: FFmpeg input formats that capture live video (cameras, screens, generated test sources).
+CAPTURE_FORMATS = frozenset(
+    {
+        "v4l2",
+        "video4linux2",
+        "avfoundation",
+        "dshow",
+        "vfwcap",
+        "gdigrab",
+        "x11grab",
+        "kmsgrab",
+        "android_camera",
+        "lavfi",
+    }
+)
 
 
 class VideoReadError(ValueError):
@@ -107,6 +122,8 @@ class VideoSource:
         source: A file path, a URL (``rtsp://``, ``http(s)://``, ...) or a device (``/dev/video0`` with
             ``input_format="v4l2"``, which is the default for ``/dev/video*``).
         input_format: FFmpeg input format (demuxer) to force, e.g. ``v4l2``, ``avfoundation``, ``dshow``.
+            URLs and :data:`CAPTURE_FORMATS` make the source *live*: it cannot be read twice, so only
+            causal normalisers apply.
         options: FFmpeg format options, e.g. ``{"rtsp_transport": "tcp"}`` or ``{"video_size": "640x480"}``.
         timeout: Seconds to wait for a stream to open and for each read (streams only).
 
@@ -127,11 +144,10 @@ class VideoSource:
 
         text = str(source)
         is_url = text.lower().startswith(STREAM_PREFIXES) or "://" in text
-        is_device = text.startswith("/dev/video") or input_format is not None
         if text.startswith("/dev/video") and input_format is None:
             input_format = "v4l2"
-        self.live = is_url or is_device
-        self.path = Path(text) if not is_url else None
+        self.live = is_url or input_format in CAPTURE_FORMATS
+        self.path = None if self.live else Path(text)
         if not self.live and not Path(text).is_file():
             msg = f"No video file at {text}." if not Path(text).is_dir() else f"{text} is a folder, not a video file."
             raise FileNotFoundError(msg)

@@ -190,6 +190,17 @@ def test_running_normalisation_from_the_command(exported, tmp_path, capsys):
     assert overlay.fps == 5 and len(list(overlay)) == 16
 
 
+def test_live_source_is_scored_frame_by_frame_with_causal_scores_only(exported, tmp_path, capsys):
+    live = ["testsrc=size=64x48:rate=10", "--input-format", "lavfi"]  # FFmpeg's generated live source
+    out = tmp_path / "live"
+    assert score_main([str(exported["xml"]), *live, "-o", str(out), "--max-frames", "12", "--no-progress"]) == 0
+    summary = json.loads((out / "scores.json").read_text())
+    assert summary["frames"] == 12 and summary["normalization"] == "running" and summary["batch_size"] == 1
+    capsys.readouterr()
+    assert score_main([str(exported["xml"]), *live, "-o", str(out), "--normalization", "offline"]) == 1
+    assert "is a live source: offline normalisation needs the whole video" in one_error_line(capsys)
+
+
 def test_pytorch_export_needs_trust_and_matches_openvino(exported, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TRUST_REMOTE_CODE", raising=False)
     module = Mnad.load_from_checkpoint(exported["ckpt"], map_location="cpu")

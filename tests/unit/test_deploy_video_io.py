@@ -71,6 +71,15 @@ def test_frame_folder_sorts_numbers_naturally_and_skips_other_files(tmp_path):
     assert source.num_frames == 3 and source.fps is None and not source.live
 
 
+def test_live_sources_are_read_lazily(tmp_path, moving_frames):
+    source = open_source("testsrc=size=64x48:rate=10", input_format="lavfi")  # endless generated video
+    assert source.live and source.num_frames is None and source.fps == 10
+    first = [frame for _, frame in zip(range(3), source, strict=False)]
+    assert [f.index for f in first] == [0, 1, 2] and first[2].image.shape == (48, 64, 3)
+    write_lossless(tmp_path / "file.mkv", moving_frames, grey=False)
+    assert not open_source(tmp_path / "file.mkv").live  # files can be read twice (offline scores, overlays)
+
+
 def test_missing_inputs_raise_file_not_found_with_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.mp4"):
         open_source(tmp_path / "nothing.mp4")

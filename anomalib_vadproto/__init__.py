@@ -5,8 +5,19 @@ subclasses), so ``anomalib train --model Mnad`` and ``anomalib.models.get_model(
 """
 
 from .data.datamodules import LocalUCSDped
+from .data.video_datamodules import LocalAvenue, LocalShanghaiTech
 from .models import Apn, Cdda, DlanAc, LgnNet, Mnad
 
 __version__ = "0.1.0"
 
-__all__ = ["Apn", "Cdda", "DlanAc", "LgnNet", "LocalUCSDped", "Mnad", "__version__"]
+__all__ = [
+    "Apn",
+    "Cdda",
+    "DlanAc",
+    "LgnNet",
+    "LocalAvenue",
+    "LocalShanghaiTech",
+    "LocalUCSDped",
+    "Mnad",
+    "__version__",
+]

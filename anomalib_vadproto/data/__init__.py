@@ -7,28 +7,58 @@ itself needs NumPy and Pillow, and is imported on first use), never torch or ano
   UCSD Pedestrian layout, loadable with ``anomalib.data.UCSDped`` without any download.
 * :class:`LocalUCSDped` is anomalib's ``UCSDped`` that never downloads and reports missing data clearly
   (imported on first use; it needs anomalib).
+* :class:`LocalAvenue` and :class:`LocalShanghaiTech` are anomalib's ``Avenue`` and ``ShanghaiTech``
+  decoding their ``.avi`` files with PyAV (no torchcodec), never downloading; ``LocalShanghaiTech``
+  can pool scenes (``scene="all"``).
+* :func:`make_synthetic_avenue` and :func:`make_synthetic_shanghaitech` write small synthetic
+  datasets in those layouts (video files).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from anomalib_vadproto.data.datamodules import LocalUCSDped, check_ucsd_layout
     from anomalib_vadproto.data.synthetic import make_synthetic_ucsd
+    from anomalib_vadproto.data.synthetic_video import make_synthetic_avenue, make_synthetic_shanghaitech
+    from anomalib_vadproto.data.video_datamodules import (
+        LocalAvenue,
+        LocalShanghaiTech,
+        check_avenue_layout,
+        check_shanghaitech_layout,
+    )
 
-__all__ = ["LocalUCSDped", "check_ucsd_layout", "make_synthetic_ucsd"]
+__all__ = [
+    "LocalAvenue",
+    "LocalShanghaiTech",
+    "LocalUCSDped",
+    "check_avenue_layout",
+    "check_shanghaitech_layout",
+    "check_ucsd_layout",
+    "make_synthetic_avenue",
+    "make_synthetic_shanghaitech",
+    "make_synthetic_ucsd",
+]
+
+_SOURCES = {
+    "make_synthetic_ucsd": "synthetic",
+    "make_synthetic_avenue": "synthetic_video",
+    "make_synthetic_shanghaitech": "synthetic_video",
+    "LocalUCSDped": "datamodules",
+    "check_ucsd_layout": "datamodules",
+    "LocalAvenue": "video_datamodules",
+    "LocalShanghaiTech": "video_datamodules",
+    "check_avenue_layout": "video_datamodules",
+    "check_shanghaitech_layout": "video_datamodules",
+}
 
 
-def __getattr__(name: str) -> Any:
-    """Import public functions lazily (keeps ``python -m anomalib_vadproto.data.synthetic`` clean)."""
-    if name == "make_synthetic_ucsd":
-        from anomalib_vadproto.data.synthetic import make_synthetic_ucsd
-
-        return make_synthetic_ucsd
-    if name in ("LocalUCSDped", "check_ucsd_layout"):
-        from anomalib_vadproto.data import datamodules
-
-        return getattr(datamodules, name)
+def __getattr__(name: str) -> Any:  # noqa: ANN401
+    """Import public names lazily (keeps ``python -m anomalib_vadproto.data.synthetic`` clean)."""
+    if name in _SOURCES:
+        module = importlib.import_module(f"{__name__}.{_SOURCES[name]}")
+        return getattr(module, name)
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)

@@ -7,6 +7,7 @@ a typo in the path, that surfaces as a network error. :class:`LocalUCSDped` is t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,74 @@ class FrameCache(dict):
         return self
 
 
-class CachedUCSDpedClipsIndexer(UCSDpedClipsIndexer):
+def read_image_files(paths: Sequence[Path | str], mode: str) -> torch.Tensor:
+    """Read image files as a ``uint8`` tensor ``(N, C, H, W)``, converted to PIL ``mode`` (``"RGB"``, ``"L"``).
+
+    The conversion is :func:`anomalib.data.utils.image.read_image`'s (PIL ``convert``), so frames equal
+    anomalib's once scaled to ``[0, 1]``.
+    """
+    return torch.stack([pil_to_tensor(Image.open(path).convert(mode)) for path in paths])
+
+
+class ClipReaderMixin:
+    """``get_clip``/``get_mask`` for anomalib ``ClipsIndexer`` subclasses, from per-video readers.
+
+    Mixed in before an anomalib indexer, it replaces the clip and mask reading: a subclass says how to
+    read frames (:meth:`read_frames`) and masks (:meth:`read_masks`) of one video, and, with
+    ``cache_frames``, each video (and its masks) is decoded once into a :class:`FrameCache` and clips
+    are cut from memory. Frames are returned as anomalib's readers return them (float in ``[0, 1]``,
+    ``(T, 3, H, W)``), masks as ``Mask`` ``(T, H, W)`` of 0/1 ``uint8`` (``> 0`` of what is stored).
+
+    Args:
+        *args: The indexer's arguments.
+        cache_frames: Keep every decoded video in memory (shared by the deep copies anomalib makes).
+        **kwargs: The indexer's keyword arguments.
+
+    """
+
+    video_paths: list[str]
+    mask_paths: list[str]
+    clips: list[torch.Tensor]
+
+    def __init__(self, *args: Any, cache_frames: bool = True, **kwargs: Any) -> None:  # noqa: ANN401
+        self.cache: FrameCache | None = FrameCache() if cache_frames else None
+        super().__init__(*args, **kwargs)
+
+    def cached(self, key: Hashable, load: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Return ``load()``, computed once per ``key`` when caching (every time otherwise)."""
+        if self.cache is None:
+            return load()
+        if key not in self.cache:
+            self.cache[key] = load()
+        return self.cache[key]
+
+    def read_frames(self, video_idx: int, frames: torch.Tensor) -> torch.Tensor:
+        """Return frames ``frames`` (indices) of video ``video_idx``: ``uint8`` ``(T, 3, H, W)``."""
+        raise NotImplementedError
+
+    def read_masks(self, video_idx: int, frames: torch.Tensor) -> torch.Tensor:
+        """Return the masks of frames ``frames`` of video ``video_idx``: ``(T, H, W)``, non-zero = anomalous."""
+        raise NotImplementedError
+
+    def get_clip(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any], int]:
+        """Return ``(frames [T, 3, H, W] float in [0, 1], empty audio, {}, video index)``."""
+        if idx >= self.num_clips():  # type: ignore[attr-defined]
+            msg = f"Index {idx} out of range ({self.num_clips()} number of clips)"  # type: ignore[attr-defined]
+            raise IndexError(msg)
+        video_idx, clip_idx = self.get_clip_location(idx)  # type: ignore[attr-defined]
+        frames = self.read_frames(video_idx, self.clips[video_idx][clip_idx].long())
+        return to_dtype(frames, torch.float32, scale=True), torch.empty((1, 0)), {}, video_idx
+
+    def get_mask(self, idx: int) -> torch.Tensor | None:
+        """Return the clip's ground-truth masks ``[T, H, W]`` (uint8 0/1), or ``None`` without masks."""
+        video_idx, clip_idx = self.get_clip_location(idx)  # type: ignore[attr-defined]
+        if self.mask_paths[video_idx] == "":
+            return None
+        masks = self.read_masks(video_idx, self.clips[video_idx][clip_idx].long())
+        return Mask(torch.as_tensor(masks) > 0, dtype=torch.uint8)
+
+
+class CachedUCSDpedClipsIndexer(ClipReaderMixin, UCSDpedClipsIndexer):
     """``UCSDpedClipsIndexer`` that decodes each video folder once and cuts clips from memory.
 
     anomalib's indexer lists the folder and decodes every frame of every clip, so with stride-1 clips
@@ -59,34 +127,16 @@ class CachedUCSDpedClipsIndexer(UCSDpedClipsIndexer):
     bit-identical. Masks are cached the same way.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
-        super().__init__(*args, **kwargs)
-        self.cache = FrameCache()
-
     def _video(self, folder: str, pattern: str, mode: str) -> torch.Tensor:
-        key = (folder, pattern)
-        if key not in self.cache:
-            paths = sorted(Path(folder).glob(pattern))
-            self.cache[key] = torch.stack([pil_to_tensor(Image.open(path).convert(mode)) for path in paths])
-        return self.cache[key]
+        return self.cached((folder, pattern), lambda: read_image_files(sorted(Path(folder).glob(pattern)), mode))
 
-    def get_clip(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any], int]:
-        """Return ``(frames [T, 3, H, W] float in [0, 1], empty audio, {}, video index)``."""
-        if idx >= self.num_clips():
-            msg = f"Index {idx} out of range ({self.num_clips()} number of clips)"
-            raise IndexError(msg)
-        video_idx, clip_idx = self.get_clip_location(idx)
-        frames = self._video(self.video_paths[video_idx], "*.tif", "RGB")[self.clips[video_idx][clip_idx].long()]
-        return to_dtype(frames, torch.float32, scale=True), torch.empty((1, 0)), {}, video_idx
+    def read_frames(self, video_idx: int, frames: torch.Tensor) -> torch.Tensor:
+        """Read the ``.tif`` frames of the video folder."""
+        return self._video(self.video_paths[video_idx], "*.tif", "RGB")[frames]
 
-    def get_mask(self, idx: int) -> torch.Tensor | None:
-        """Return the clip's ground-truth masks ``[T, H, W]`` (uint8 0/1), or ``None`` without masks."""
-        video_idx, clip_idx = self.get_clip_location(idx)
-        folder = self.mask_paths[video_idx]
-        if folder == "":
-            return None
-        masks = self._video(folder, "*.bmp", "L")[self.clips[video_idx][clip_idx].long(), 0]
-        return Mask(masks > 0, dtype=torch.uint8)
+    def read_masks(self, video_idx: int, frames: torch.Tensor) -> torch.Tensor:
+        """Read the ``.bmp`` masks of the ``_gt`` folder."""
+        return self._video(self.mask_paths[video_idx], "*.bmp", "L")[frames, 0]
 
 
 class LocalUCSDped(UCSDped):

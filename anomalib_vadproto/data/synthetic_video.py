@@ -1,0 +1,421 @@
+"""Synthetic video anomaly datasets in the CUHK Avenue and ShanghaiTech layouts (video files).
+
+The scenes, walkers and anomalies are those of :mod:`anomalib_vadproto.data.synthetic` (the
+UCSD-layout generator); here each video is rendered in colour (a fixed tint per scene, so a swapped
+colour channel shows) and written as a video file with PyAV, in the layouts anomalib's ``Avenue``
+and ``ShanghaiTech`` datamodules (and the plugin's :class:`~anomalib_vadproto.LocalAvenue` and
+:class:`~anomalib_vadproto.LocalShanghaiTech`) read::
+
+    avenue root/                                   shanghaitech root/
+    ├── manifest.json                              ├── manifest.json
+    ├── training_videos/01.avi ...                 ├── training/videos/01_001.avi ...   (SS_NNN.avi)
+    ├── testing_videos/01.avi ...                  └── testing/
+    └── ground_truth_demo/testing_label_mask/          ├── frames/01_0001/000.jpg ...   (SS_NNNN/)
+        ├── 1_label.mat  (volLabel: 1 x N cell)        ├── test_pixel_mask/01_0001.npy  (N, H, W) 0/1
+        └── 1_label/000.png ...  (mask_format="png")   └── test_frame_mask/01_0001.npy  (N,) 0/1
+
+Every test video has one anomalous interval in its middle (about 40 % to 75 % of its frames) and
+normal frames before and after it; masks are 1 exactly on the anomalous object. ShanghaiTech data
+can hold several scenes (``scenes=(1, 2)``), each with its own background and tint. Videos are
+``mjpeg`` by default (like Avenue's files); ``codec="ffv1"`` is lossless, so decoded frames equal
+:func:`render_synthetic_video`'s exactly (tests use it); ``"mpeg4"`` has inter frames.
+
+Same arguments give the same frames; a ``manifest.json`` records them, and a second call with the
+same arguments returns without writing anything.
+
+Example:
+    >>> from anomalib_vadproto.data.synthetic_video import make_synthetic_avenue
+    >>> root = make_synthetic_avenue("./datasets/synthetic_avenue")  # doctest: +SKIP
+    >>> from anomalib_vadproto import LocalAvenue  # doctest: +SKIP
+    >>> datamodule = LocalAvenue(root=root, gt_dir=root / "ground_truth_demo")  # doctest: +SKIP
+
+Command line::
+
+    python -m anomalib_vadproto.data.synthetic_video avenue ./datasets/synthetic_avenue
+    python -m anomalib_vadproto.data.synthetic_video shanghaitech ./datasets/synthetic_sht --scenes 1 2 3
+
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from anomalib_vadproto.data.synthetic import (
+    _STREAM_SCENE,
+    _STREAM_TEST,
+    _STREAM_TRAIN,
+    _anomaly_kind,
+    _check_int,
+    _make_background,
+    _read_manifest,
+    _render_video,
+    _write_manifest,
+)
+
+__all__ = ["SyntheticVideo", "main", "make_synthetic_avenue", "make_synthetic_shanghaitech", "render_synthetic_video"]
+
+_GENERATOR = "anomalib_vadproto.data.synthetic_video"
+_FORMAT_VERSION = 1
+_MANIFEST = "manifest.json"
+_CODECS = ("mjpeg", "mpeg4", "ffv1")
+_JPEG_QUALITY = 95
+_FPS = 25
+
+
+@dataclass(frozen=True)
+class SyntheticVideo:
+    """One rendered video.
+
+    Attributes:
+        frames: ``uint8`` RGB frames ``(N, H, W, 3)``.
+        masks: Boolean anomaly masks ``(N, H, W)`` (test videos), else ``None``.
+        anomalous: The anomalous frames (0-based, stop exclusive) of a test video, else ``None``.
+        kind: The anomaly kind of a test video (``"cart"``, ``"bright_blob"``, ``"runner"``), else ``None``.
+
+    """
+
+    frames: np.ndarray
+    masks: np.ndarray | None
+    anomalous: range | None
+    kind: str | None
+
+
+def _tint(grey: np.ndarray, scene: int) -> np.ndarray:
+    """Colour a grey frame with the scene's fixed tint (R, G and B differ for every grey level > 0)."""
+    gains = np.array([1.0, 0.75 - 0.02 * (scene % 4), 0.5 + 0.03 * (scene % 3)])
+    offsets = np.array([0.0, 20.0, 60.0])
+    rgb = grey.astype(np.float64)[..., None] * gains + offsets
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def render_synthetic_video(
+    split: str,
+    index: int,
+    n_frames: int = 20,
+    height: int = 64,
+    width: int = 96,
+    seed: int = 0,
+    scene: int = 0,
+) -> SyntheticVideo:
+    """Render one video of a synthetic dataset (what the generators write, before encoding).
+
+    Args:
+        split: ``"train"`` (normal only) or ``"test"`` (one anomalous interval, masks).
+        index: 0-based video index within its split (and scene).
+        n_frames: Frames per video.
+        height: Frame height.
+        width: Frame width.
+        seed: Dataset seed.
+        scene: Scene number (its background and tint); Avenue data use scene 0.
+
+    Returns:
+        SyntheticVideo: Frames, masks and the anomalous interval.
+
+    Raises:
+        ValueError: For an unknown split.
+
+    """
+    if split not in ("train", "test"):
+        msg = f"split must be 'train' or 'test', got {split!r}"
+        raise ValueError(msg)
+    background = _make_background(np.random.default_rng([seed, _STREAM_SCENE, scene]), height, width)
+    stream = _STREAM_TRAIN if split == "train" else _STREAM_TEST
+    kind = _anomaly_kind(index) if split == "test" else None
+    rendered, interval = _render_video(
+        np.random.default_rng([seed, stream, scene, index]), background, n_frames, anomaly_kind=kind
+    )
+    frames, masks = zip(*rendered, strict=True)
+    return SyntheticVideo(
+        frames=np.stack([_tint(frame, scene) for frame in frames]),
+        masks=np.stack(masks) if kind is not None else None,
+        anomalous=interval,
+        kind=kind,
+    )
+
+
+def _check_common(n_train: Any, n_test: Any, n_frames: Any, height: Any, width: Any, seed: Any, codec: Any) -> dict:  # noqa: ANN401
+    if codec not in _CODECS:
+        msg = f"codec must be one of {list(_CODECS)}, got {codec!r}"
+        raise ValueError(msg)
+    return {
+        "n_train": _check_int("n_train", n_train, 1, 99),
+        "n_test": _check_int("n_test", n_test, 1, 99),
+        "n_frames": _check_int("n_frames", n_frames, 10, 999),
+        "height": _check_int("height", height, 32, 4096),
+        "width": _check_int("width", width, 32, 4096),
+        "seed": _check_int("seed", seed, 0),
+        "codec": codec,
+    }
+
+
+def _prepare_root(root: Path, layout: str, params: dict, folders: Sequence[str], overwrite: bool) -> dict | None:
+    """Return ``None`` if ``root`` already holds this dataset, else clear our folders and return a manifest."""
+    manifest_path = root / _MANIFEST
+    manifest = _read_manifest(manifest_path) if manifest_path.is_file() else None
+    ours = manifest is not None and manifest.get("generator") == _GENERATOR
+    if (
+        ours
+        and not overwrite
+        and manifest.get("complete") is True
+        and manifest.get("format_version") == _FORMAT_VERSION
+        and manifest.get("layout") == layout
+        and manifest.get("params") == params
+        and all((root / folder).is_dir() for folder in folders)
+    ):
+        return None
+    if not ours and not overwrite and any((root / folder).exists() for folder in folders):
+        msg = (
+            f"{root} already holds {', '.join(folders)} data that this generator did not write (no {_MANIFEST});"
+            " refusing to delete it. Choose another root or pass overwrite=True."
+        )
+        raise FileExistsError(msg)
+    for folder in folders:
+        if (root / folder).is_dir():
+            shutil.rmtree(root / folder)
+    root.mkdir(parents=True, exist_ok=True)
+    record = {
+        "generator": _GENERATOR,
+        "format_version": _FORMAT_VERSION,
+        "layout": layout,
+        "complete": False,
+        "params": params,
+    }
+    _write_manifest(manifest_path, record)
+    return record
+
+
+def _interval_record(video: SyntheticVideo) -> dict[str, Any]:
+    assert video.anomalous is not None  # noqa: S101 - test videos only
+    return {
+        "anomaly": video.kind,
+        "first_anomalous_frame": video.anomalous.start,  # 0-based, inclusive
+        "last_anomalous_frame": video.anomalous.stop - 1,
+    }
+
+
+def _write_mat_masks(path: Path, masks: np.ndarray) -> None:
+    """Write Avenue's ``volLabel``: a 1 x N MATLAB cell array of ``(H, W)`` 0/1 ``uint8`` masks."""
+    import scipy.io
+
+    cell = np.empty((1, len(masks)), dtype=object)
+    for t, mask in enumerate(masks):
+        cell[0, t] = mask.astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, {"volLabel": cell})
+
+
+def make_synthetic_avenue(
+    root: str | os.PathLike[str],
+    n_train: int = 2,
+    n_test: int = 2,
+    n_frames: int = 20,
+    height: int = 64,
+    width: int = 96,
+    seed: int = 0,
+    codec: str = "mjpeg",
+    mask_format: str = "mat",
+    overwrite: bool = False,
+) -> Path:
+    """Write a small synthetic dataset in CUHK Avenue's layout.
+
+    Videos are ``root/training_videos/NN.avi`` and ``root/testing_videos/NN.avi``; test masks are in
+    ``root/ground_truth_demo/testing_label_mask`` (anomalib's default ``gt_dir``), one
+    ``N_label.mat`` (``volLabel`` cell array, as Avenue ships them) or one ``N_label/`` folder of
+    PNGs (``000.png``, ..., as anomalib's conversion writes them) per test video.
+
+    Args:
+        root: Dataset root (``root`` of ``LocalAvenue``/``Avenue``); created if missing.
+        n_train: Training videos (1 to 99).
+        n_test: Test videos (1 to 99).
+        n_frames: Frames per video (10 to 999).
+        height: Frame height (32 to 4096).
+        width: Frame width (32 to 4096).
+        seed: Non-negative seed.
+        codec: ``"mjpeg"``, ``"mpeg4"`` or ``"ffv1"`` (lossless).
+        mask_format: ``"mat"`` or ``"png"``.
+        overwrite: Rewrite even if a matching dataset exists.
+
+    Returns:
+        Path: ``root``.
+
+    Raises:
+        ValueError: For an argument out of range.
+        FileExistsError: If ``root`` holds Avenue folders this generator did not write (and not ``overwrite``).
+
+    """
+    params = _check_common(n_train, n_test, n_frames, height, width, seed, codec)
+    if mask_format not in ("mat", "png"):
+        msg = f"mask_format must be 'mat' or 'png', got {mask_format!r}"
+        raise ValueError(msg)
+    params["mask_format"] = mask_format
+    root = Path(root)
+    folders = ("training_videos", "testing_videos", "ground_truth_demo")
+    record = _prepare_root(root, "avenue", params, folders, overwrite)
+    if record is None:
+        return root
+
+    from anomalib_vadproto.data.video_io import write_video
+
+    size = {k: params[k] for k in ("n_frames", "height", "width", "seed")}
+    for index in range(params["n_train"]):
+        video = render_synthetic_video("train", index, **size)
+        write_video(root / "training_videos" / f"{index + 1:02d}.avi", video.frames, fps=_FPS, codec=codec)
+    masks_dir = root / "ground_truth_demo" / "testing_label_mask"
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    test_videos = {}
+    for index in range(params["n_test"]):
+        video = render_synthetic_video("test", index, **size)
+        write_video(root / "testing_videos" / f"{index + 1:02d}.avi", video.frames, fps=_FPS, codec=codec)
+        assert video.masks is not None  # noqa: S101 - test videos have masks
+        if mask_format == "mat":
+            _write_mat_masks(masks_dir / f"{index + 1}_label.mat", video.masks)
+        else:
+            folder = masks_dir / f"{index + 1}_label"
+            folder.mkdir()
+            for t, mask in enumerate(video.masks):
+                Image.fromarray(mask.astype(np.uint8)).save(folder / f"{t:03d}.png")
+        test_videos[f"{index + 1:02d}"] = _interval_record(video)
+    record.update(test_videos=test_videos, complete=True)
+    _write_manifest(root / _MANIFEST, record)
+    return root
+
+
+def make_synthetic_shanghaitech(
+    root: str | os.PathLike[str],
+    scenes: Sequence[int] = (1, 2),
+    n_train: int = 2,
+    n_test: int = 2,
+    n_frames: int = 20,
+    height: int = 64,
+    width: int = 96,
+    seed: int = 0,
+    codec: str = "mjpeg",
+    overwrite: bool = False,
+) -> Path:
+    """Write a small synthetic dataset in ShanghaiTech Campus's layout.
+
+    Per scene ``SS``: training videos ``root/training/videos/SS_NNN.avi`` and test videos as JPEG
+    frame folders ``root/testing/frames/SS_NNNN/NNN.jpg`` (0-based, quality 95), with pixel masks
+    ``root/testing/test_pixel_mask/SS_NNNN.npy`` (``(N, H, W)`` ``uint8`` 0/1) and frame labels
+    ``root/testing/test_frame_mask/SS_NNNN.npy`` (``(N,)``), as the real dataset ships them.
+
+    Args:
+        root: Dataset root (``root`` of ``LocalShanghaiTech``/``ShanghaiTech``); created if missing.
+        scenes: Scene numbers (1 to 99), e.g. ``(1, 2)``.
+        n_train: Training videos per scene (1 to 99).
+        n_test: Test videos per scene (1 to 99).
+        n_frames: Frames per video (10 to 999).
+        height: Frame height (32 to 4096).
+        width: Frame width (32 to 4096).
+        seed: Non-negative seed.
+        codec: Codec of the training videos: ``"mjpeg"``, ``"mpeg4"`` or ``"ffv1"`` (lossless).
+        overwrite: Rewrite even if a matching dataset exists.
+
+    Returns:
+        Path: ``root``.
+
+    Raises:
+        ValueError: For an argument out of range.
+        FileExistsError: If ``root`` holds ``training``/``testing`` folders this generator did not
+            write (and not ``overwrite``).
+
+    """
+    params = _check_common(n_train, n_test, n_frames, height, width, seed, codec)
+    scene_list = sorted({_check_int("scene", scene, 1, 99) for scene in scenes})
+    if not scene_list:
+        msg = "scenes must name at least one scene"
+        raise ValueError(msg)
+    params["scenes"] = scene_list
+    root = Path(root)
+    record = _prepare_root(root, "shanghaitech", params, ("training", "testing"), overwrite)
+    if record is None:
+        return root
+
+    from anomalib_vadproto.data.video_io import write_video
+
+    size = {k: params[k] for k in ("n_frames", "height", "width", "seed")}
+    frames_dir, pixel_dir, frame_dir = (
+        root / "testing" / sub for sub in ("frames", "test_pixel_mask", "test_frame_mask")
+    )
+    for directory in (pixel_dir, frame_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    test_videos = {}
+    for scene in scene_list:
+        for index in range(params["n_train"]):
+            video = render_synthetic_video("train", index, scene=scene, **size)
+            path = root / "training" / "videos" / f"{scene:02d}_{index + 1:03d}.avi"
+            write_video(path, video.frames, fps=_FPS, codec=codec)
+        for index in range(params["n_test"]):
+            video = render_synthetic_video("test", index, scene=scene, **size)
+            assert video.masks is not None  # noqa: S101 - test videos have masks
+            name = f"{scene:02d}_{index + 1:04d}"
+            (frames_dir / name).mkdir(parents=True)
+            for t, frame in enumerate(video.frames):
+                Image.fromarray(frame).save(frames_dir / name / f"{t:03d}.jpg", quality=_JPEG_QUALITY)
+            np.save(pixel_dir / f"{name}.npy", video.masks.astype(np.uint8))
+            np.save(frame_dir / f"{name}.npy", video.masks.any(axis=(1, 2)).astype(np.uint8))
+            test_videos[name] = _interval_record(video)
+    record.update(test_videos=test_videos, complete=True)
+    _write_manifest(root / _MANIFEST, record)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m anomalib_vadproto.data.synthetic_video {avenue,shanghaitech} ROOT [options]``.
+
+    Args:
+        argv: Arguments without the program name; ``None`` uses ``sys.argv[1:]``.
+
+    Returns:
+        int: Exit status (argument errors exit with status 2).
+
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m anomalib_vadproto.data.synthetic_video",
+        description="Write a synthetic video anomaly dataset in the Avenue or ShanghaiTech layout (video files).",
+    )
+    parser.add_argument("layout", choices=("avenue", "shanghaitech"))
+    parser.add_argument("root", type=Path, help="dataset root")
+    parser.add_argument("--n-train", type=int, default=2, help="training videos (per scene) (default: %(default)s)")
+    parser.add_argument("--n-test", type=int, default=2, help="test videos (per scene) (default: %(default)s)")
+    parser.add_argument("--n-frames", type=int, default=20, help="frames per video (default: %(default)s)")
+    parser.add_argument("--height", type=int, default=64, help="frame height (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=96, help="frame width (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--codec", choices=_CODECS, default="mjpeg", help="video codec (default: %(default)s)")
+    parser.add_argument("--scenes", type=int, nargs="+", default=[1, 2], help="shanghaitech scenes (default: 1 2)")
+    parser.add_argument("--mask-format", choices=("mat", "png"), default="mat", help="avenue masks (default: mat)")
+    parser.add_argument("--overwrite", action="store_true", help="rewrite even if an identical dataset exists")
+    args = parser.parse_args(argv)
+    common = {
+        "n_train": args.n_train,
+        "n_test": args.n_test,
+        "n_frames": args.n_frames,
+        "height": args.height,
+        "width": args.width,
+        "seed": args.seed,
+        "codec": args.codec,
+        "overwrite": args.overwrite,
+    }
+    try:
+        if args.layout == "avenue":
+            path = make_synthetic_avenue(args.root, mask_format=args.mask_format, **common)
+        else:
+            path = make_synthetic_shanghaitech(args.root, scenes=args.scenes, **common)
+    except (ValueError, FileExistsError) as exc:
+        parser.error(str(exc))
+    print(f"Synthetic {args.layout} dataset at {path.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,7 +7,9 @@ For a :class:`~anomalib.data.VideoBatch` every item holds a whole clip ``(T, C, 
 :class:`VideoVisualizer`, which turns every clip of a video batch into an
 :class:`~anomalib.data.ImageItem` for its *target frame* (the last frame of the clip, the one that
 is scored), renders it with the parent's item visualisation and writes one PNG per target frame to
-``<output_dir>/<video name>/<frame:05d>.png``.
+``<output_dir>/<video name>/<frame:05d>.png``. At the end of a test run it also plots, per test video,
+the papers'-protocol anomaly score against the ground truth (``<output_dir>/score_curves/<video>.png``,
+from the model's ``protocol_result``; ``score_curves=False`` turns it off).
 
 Plain image batches (4-D ``image``, no ``video_path``) are handed to
 :class:`~anomalib.visualization.ImageVisualizer` unchanged.
@@ -269,6 +271,13 @@ class VideoVisualizer(ImageVisualizer):
     ``<trainer.default_root_dir>/images``. Batches with a 4-D ``image`` and no ``video_path`` are
     delegated to :class:`~anomalib.visualization.ImageVisualizer`.
 
+    When a test run ends (``on_test_end``, after the model's ``on_test_epoch_end`` has computed the
+    papers' protocol), the per-video fused anomaly scores of the model's ``protocol_result`` (see
+    :class:`~anomalib_vadproto.metrics.protocol.ProtocolResult`) are drawn against the ground-truth
+    anomalous frames, one PNG per test video, with :func:`~anomalib_vadproto.visualization.plot_protocol_result`
+    into ``<output_dir>/score_curves/<video>.png``. Models without a protocol result (or a run that
+    produced none) get no curves.
+
     Args:
         fields (list[str] | None, optional): Fields to show side by side. Defaults to
             ``["image", "gt_mask"]``.
@@ -287,6 +296,8 @@ class VideoVisualizer(ImageVisualizer):
         save_every (int, optional): Write only frames whose index is a multiple of ``save_every``
             (``frame % save_every == 0``), to bound disk use on long videos. Applies to video
             batches only. Defaults to ``1`` (every frame).
+        score_curves (bool, optional): Write the per-video score curves at the end of a test run.
+            Defaults to ``True``.
 
     Raises:
         ValueError: If ``save_every`` is smaller than 1.
@@ -308,6 +319,7 @@ class VideoVisualizer(ImageVisualizer):
         text_config: dict[str, Any] | None = None,
         output_dir: str | Path | None = None,
         save_every: int = 1,
+        score_curves: bool = True,
     ) -> None:
         super().__init__(
             fields=fields,
@@ -322,6 +334,8 @@ class VideoVisualizer(ImageVisualizer):
             msg = f"save_every must be >= 1, got {save_every}."
             raise ValueError(msg)
         self.save_every = int(save_every)
+        self.score_curves = bool(score_curves)
+        self._result_before_test: Any = None
 
     @staticmethod
     def is_video_batch(batch: Any) -> bool:  # noqa: ANN401
@@ -461,3 +475,32 @@ class VideoVisualizer(ImageVisualizer):
 
         """
         self.on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def on_test_start(self, trainer: Trainer, pl_module: AnomalibModule) -> None:
+        """Remember the model's protocol result from before this run (so a stale one is never plotted).
+
+        Args:
+            trainer (Trainer): Trainer (unused).
+            pl_module (AnomalibModule): The model.
+
+        """
+        del trainer
+        self._result_before_test = getattr(pl_module, "protocol_result", None)
+
+    def on_test_end(self, trainer: Trainer, pl_module: AnomalibModule) -> None:
+        """Write one score-curve PNG per test video to ``<output_dir>/score_curves``.
+
+        Runs after the model's ``on_test_epoch_end`` (Lightning calls callbacks' ``on_test_epoch_end``
+        before the model's, so that hook would not see this run's result yet).
+
+        Args:
+            trainer (Trainer): Trainer; ``default_root_dir`` sets the default output folder.
+            pl_module (AnomalibModule): The model; its ``protocol_result`` is plotted if this run set it.
+
+        """
+        result = getattr(pl_module, "protocol_result", None)
+        if not self.score_curves or result is None or result is self._result_before_test:
+            return
+        from anomalib_vadproto.visualization.curves import plot_protocol_result
+
+        plot_protocol_result(result, self._output_root(trainer) / "score_curves")

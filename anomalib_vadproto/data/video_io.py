@@ -73,7 +73,7 @@ class VideoIndex:
         path: The video file.
         num_frames: Number of frames (packets of the first video stream that carry data).
         pts: Presentation timestamp of every frame in display order, or ``None`` when some packet
-            has no timestamp (frames are then found by decoding from the start and counting).
+            has none or two share one (frames are then found by decoding from the start and counting).
         fps: Average frame rate, if the container states one.
 
     """
@@ -124,7 +124,7 @@ def index_video(path: str | os.PathLike[str]) -> VideoIndex:
             for packet in container.demux(stream):
                 if packet.size == 0:  # the flush packet at the end
                     continue
-                timestamps.append(packet.pts if packet.pts is not None else packet.dts)
+                timestamps.append(packet.pts)
             rate = stream.average_rate or stream.guessed_rate
     except av.FFmpegError as exc:
         raise _error(path, "damaged container", exc) from exc
@@ -285,7 +285,12 @@ class VideoReader:
                 self._restart(first)
             start = first
             while not self._decode(wanted, last):
-                if start == 0:
+                if start == 0 and self._frame_of_pts is not None:
+                    # decoded timestamps do not match the listed ones: number frames by decoding order
+                    self._frame_of_pts = None
+                    self._recent.clear()
+                    wanted, last = set(frames), max(frames)
+                elif start == 0:
                     msg = f"decoding ended before frame {last}; the file lists {self.index.num_frames} frames"
                     raise _error(self.path, msg)
                 start = max(0, start - max(2 * (first - start), self.window))  # seek further back

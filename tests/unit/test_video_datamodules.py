@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import random
 import shutil
@@ -175,6 +176,20 @@ def test_reader_seeks_exactly_with_b_frames(tmp_path) -> None:
         assert torch.equal(reader.read(range(start, start + 5)), everything[start : start + 5]), start
     for start in range(26):  # in order: continues decoding
         assert torch.equal(reader.read(range(start, start + 5)), everything[start : start + 5]), start
+
+
+def test_reader_without_matching_timestamps_counts_frames(avenue_root) -> None:
+    index = index_video(avenue_root / "testing_videos" / "01.avi")
+    everything = read_video(index)
+    no_pts = dataclasses.replace(index, pts=None)  # e.g. packets without timestamps
+    wrong_pts = dataclasses.replace(index, pts=tuple(p + 1000 for p in index.pts))  # frames never match
+    for broken in (no_pts, wrong_pts):
+        reader = VideoReader(broken, window=10)
+        for start in (7, 2, 15, 3, 4, 5, 0, 12):
+            assert torch.equal(reader.read(range(start, start + 5)), everything[start : start + 5]), start
+    assert torch.equal(read_video(wrong_pts), everything)
+    with pytest.raises(IndexError, match="has 20 frames"):
+        VideoReader(index).read([18, 19, 20])
 
 
 def test_missing_avenue_data_raises_file_not_found(avenue_root, tmp_path) -> None:

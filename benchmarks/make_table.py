@@ -144,6 +144,32 @@ def speed_table(record: dict, file: str) -> str:
     return "\n".join(lines)
 
 
+def deploy_table() -> str | None:
+    """Parity of ``anomalib-vadproto score`` with ``anomalib test``, its speed, and streaming AUC costs."""
+    latest: dict[str, tuple[dict, str]] = {}
+    for path in sorted(RESULTS.glob("deploy_*_ped2_*.json")):
+        record = json.loads(path.read_text())
+        latest[record["model"]] = (record, path.relative_to(REPO).as_posix())
+    if not latest:
+        return None
+    names = ("offline", "running", "running-std", "validation")
+    lines = [
+        "| model | parity with `anomalib test`: offline / `pred_score` (max abs diff) | frames/s b1 / b8 (decode alone)"
+        " | micro AUC: " + " / ".join(names) + " | command | results file |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for model, (r, file) in latest.items():
+        speed = " / ".join(f"{t['frames_per_second']:.1f}" for t in r["throughput"])
+        auc = r.get("auc") or {}
+        aucs = " / ".join(f"{auc[n]['micro']:.1f}" if n in auc else "–" for n in names)
+        lines.append(
+            f"| {NAMES.get(model, model)} {r['profile']} | {r['parity_offline_max_abs_diff']:.1e}"
+            f" / {r['parity_validation_max_abs_diff']:.1e} ({', '.join(r['parity'])})"
+            f" | {speed} ({r['decode_frames_per_second']:.0f}) | {aucs} | `{r['command']}` | `{file}` |"
+        )
+    return "\n".join(lines)
+
+
 def replace_block(path: Path, key: str, body: str) -> None:
     text = path.read_text()
     start, end = f"<!-- results:{key} -->", f"<!-- /results:{key} -->"
@@ -157,6 +183,9 @@ def replace_block(path: Path, key: str, body: str) -> None:
 def main() -> None:
     records = latest_accuracy()
     replace_block(REPO / "README.md", "accuracy", accuracy_table(records))
+    deploy = deploy_table()
+    if deploy:
+        replace_block(REPO / "README.md", "deploy", deploy)
     speed = latest_speed()
     if speed:
         replace_block(REPO / "README.md", "speed", speed_table(*speed))

@@ -61,8 +61,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_close_open_readers)
 
 
-class VideoReadError(RuntimeError):
-    """A video file could not be opened, indexed or decoded; the message names the file."""
+class VideoReadError(ValueError):
+    """A video could not be opened, indexed or decoded; the message names the file or stream.
+
+    Shared by the datamodules and the deployment sources (:mod:`anomalib_vadproto.deploy.video_io`).
+    """
 
 
 @dataclass(frozen=True)

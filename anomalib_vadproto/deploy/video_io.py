@@ -26,6 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from anomalib_vadproto.data.video_io import VideoReadError
+
+__all__ = ["Frame", "FrameFolderSource", "VideoReadError", "VideoSource", "VideoWriter", "open_source"]
+
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"})
@@ -45,10 +49,6 @@ CAPTURE_FORMATS = frozenset(
         "lavfi",
     }
 )
-
-
-class VideoReadError(ValueError):
-    """A source exists but cannot be read as video (corrupt file, no video stream, decoder failure)."""
 
 
 @dataclass(frozen=True)

@@ -366,6 +366,57 @@ def _write_manifest(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def prepare_generated_root(
+    root: Path,
+    generator: str,
+    format_version: int,
+    params: dict[str, Any],
+    folders: Sequence[str],
+    overwrite: bool,
+    layout: str | None = None,
+) -> dict[str, Any] | None:
+    """Decide whether a generator must (re)write ``root``; shared by the synthetic dataset generators.
+
+    Returns ``None`` when ``root`` already holds this generator's complete data with the same
+    ``params`` (and ``layout``). Otherwise clears ``folders``, writes an incomplete manifest that
+    marks ``root`` as the generator's while it writes, and returns that manifest.
+
+    Raises:
+        FileExistsError: If ``folders`` hold data that no generator of ours wrote (no manifest), and
+            ``overwrite`` is false.
+
+    """
+    manifest_path = root / _MANIFEST
+    manifest = _read_manifest(manifest_path) if manifest_path.is_file() else None
+    ours = manifest is not None and manifest.get("generator") == generator
+    if (
+        ours
+        and not overwrite
+        and manifest.get("complete") is True
+        and manifest.get("format_version") == format_version
+        and manifest.get("layout") == layout
+        and manifest.get("params") == params
+        and all((root / folder).is_dir() for folder in folders)
+    ):
+        return None
+    if not ours and not overwrite and any((root / folder).exists() for folder in folders):
+        msg = (
+            f"{root} already holds {'/'.join(folders)} data that this generator did not write (no {_MANIFEST});"
+            " refusing to delete it. Choose another root or pass overwrite=True."
+        )
+        raise FileExistsError(msg)
+    for folder in folders:
+        if (root / folder).is_dir():
+            shutil.rmtree(root / folder)
+    root.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"generator": generator, "format_version": format_version, "complete": False}
+    if layout is not None:
+        record["layout"] = layout
+    record["params"] = params
+    _write_manifest(manifest_path, record)
+    return record
+
+
 def _generate(
     root: str | os.PathLike[str],
     category: str = "synthetic",
@@ -380,40 +431,10 @@ def _generate(
     """Do the work of :func:`make_synthetic_ucsd`; also return whether files were (re)written."""
     params = _validate(category, n_train, n_test, n_frames, height, width, seed)
     target = Path(root) / params["category"]
-    manifest_path = target / _MANIFEST
-    manifest = _read_manifest(manifest_path) if manifest_path.is_file() else None
-    ours = manifest is not None and manifest.get("generator") == _GENERATOR
-
-    if (
-        ours
-        and not overwrite
-        and manifest.get("complete") is True
-        and manifest.get("format_version") == _FORMAT_VERSION
-        and manifest.get("params") == params
-        and (target / "Train").is_dir()
-        and (target / "Test").is_dir()
-    ):
+    record = prepare_generated_root(target, _GENERATOR, _FORMAT_VERSION, params, ("Train", "Test"), overwrite)
+    if record is None:
         return target, False
-
-    has_data = (target / "Train").exists() or (target / "Test").exists()
-    if has_data and not ours and not overwrite:
-        msg = (
-            f"{target} already holds Train/Test data that this generator did not write (no {_MANIFEST}); "
-            "refusing to delete it. Choose another root/category or pass overwrite=True."
-        )
-        raise FileExistsError(msg)
-
-    for sub in ("Train", "Test"):
-        if (target / sub).is_dir():
-            shutil.rmtree(target / sub)
-    target.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {
-        "generator": _GENERATOR,
-        "format_version": _FORMAT_VERSION,
-        "complete": False,
-        "params": params,
-    }
-    _write_manifest(manifest_path, record)  # marks the folder as ours while it is being written
+    manifest_path = target / _MANIFEST
 
     n_frames, height, width, seed = params["n_frames"], params["height"], params["width"], params["seed"]
     background = _make_background(np.random.default_rng([seed, _STREAM_SCENE]), height, width)

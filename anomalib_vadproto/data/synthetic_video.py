@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +55,9 @@ from anomalib_vadproto.data.synthetic import (
     _anomaly_kind,
     _check_int,
     _make_background,
-    _read_manifest,
     _render_video,
     _write_manifest,
+    prepare_generated_root,
 )
 
 __all__ = ["SyntheticVideo", "main", "make_synthetic_avenue", "make_synthetic_shanghaitech", "render_synthetic_video"]
@@ -159,38 +158,7 @@ def _check_common(n_train: Any, n_test: Any, n_frames: Any, height: Any, width: 
 
 def _prepare_root(root: Path, layout: str, params: dict, folders: Sequence[str], overwrite: bool) -> dict | None:
     """Return ``None`` if ``root`` already holds this dataset, else clear our folders and return a manifest."""
-    manifest_path = root / _MANIFEST
-    manifest = _read_manifest(manifest_path) if manifest_path.is_file() else None
-    ours = manifest is not None and manifest.get("generator") == _GENERATOR
-    if (
-        ours
-        and not overwrite
-        and manifest.get("complete") is True
-        and manifest.get("format_version") == _FORMAT_VERSION
-        and manifest.get("layout") == layout
-        and manifest.get("params") == params
-        and all((root / folder).is_dir() for folder in folders)
-    ):
-        return None
-    if not ours and not overwrite and any((root / folder).exists() for folder in folders):
-        msg = (
-            f"{root} already holds {', '.join(folders)} data that this generator did not write (no {_MANIFEST});"
-            " refusing to delete it. Choose another root or pass overwrite=True."
-        )
-        raise FileExistsError(msg)
-    for folder in folders:
-        if (root / folder).is_dir():
-            shutil.rmtree(root / folder)
-    root.mkdir(parents=True, exist_ok=True)
-    record = {
-        "generator": _GENERATOR,
-        "format_version": _FORMAT_VERSION,
-        "layout": layout,
-        "complete": False,
-        "params": params,
-    }
-    _write_manifest(manifest_path, record)
-    return record
+    return prepare_generated_root(root, _GENERATOR, _FORMAT_VERSION, params, folders, overwrite, layout=layout)
 
 
 def _interval_record(video: SyntheticVideo) -> dict[str, Any]:

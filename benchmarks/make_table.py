@@ -94,18 +94,22 @@ def som_m_table() -> str | None:
     return "\n".join(lines)
 
 
-def latest_speed(profile: str = "lite") -> tuple[dict, str] | None:
-    """The newest full (not ``--quick``) ``speed.py`` record of a profile, and its file."""
-    files = sorted(RESULTS.glob(f"speed_inference_{profile}_2*.json"))
-    if not files:
-        return None
-    return json.loads(files[-1].read_text()), files[-1].relative_to(REPO).as_posix()
+def latest_speed(profile: str = "lite") -> list[tuple[str, dict, dict, str]]:
+    """Per model, the newest full (not ``--quick``) ``speed.py`` entry of a profile: (model, entry, record, file).
+
+    A run may cover some models only (``--models``); each row of the table cites the file it comes from.
+    """
+    latest: dict[str, tuple[str, dict, dict, str]] = {}
+    for path in sorted(RESULTS.glob(f"speed_inference_{profile}_2*.json")):
+        record = json.loads(path.read_text())
+        for model, entry in record["models"].items():
+            latest[model] = (model, entry, record, path.relative_to(REPO).as_posix())
+    order = list(PAPER_PED2)
+    return sorted(latest.values(), key=lambda row: order.index(row[0]) if row[0] in order else 99)
 
 
-def speed_table(record: dict, file: str) -> str:
+def speed_table(rows: list[tuple[str, dict, dict, str]]) -> str:
     """Clips (= scored frames) per second per backend, FP32's speed-up, INT8's AUC cost, training speed."""
-    batches = record["batches"]
-    large = max(batches)
     backends = ("pytorch_eager", "openvino_fp32", "openvino_fp16", "openvino_int8")
     short = {
         "pytorch_eager": "eager",
@@ -113,16 +117,20 @@ def speed_table(record: dict, file: str) -> str:
         "openvino_fp16": "OV FP16",
         "openvino_int8": "OV INT8",
     }
+    large = max(max(record["batches"]) for _, _, record, _ in rows)
     header = [f"{short[b]} b1" for b in backends] + [f"{short[b]} b{large}" for b in backends]
     lines = [
         "| model | "
         + " | ".join(header)
-        + " | OV FP32 / eager (b1) | AUC change FP32 / FP16 / INT8 | training clips/s |",
-        "| --- | " + " | ".join("---" for _ in header) + " | --- | --- | --- |",
+        + " | OV FP32 / eager (b1) | AUC change FP32 / FP16 / INT8 | training clips/s | command | results file |",
+        "| --- | " + " | ".join("---" for _ in header) + " | --- | --- | --- | --- | --- |",
     ]
-    for model, entry in record["models"].items():
+    devices = sorted({record["device"] for _, _, record, _ in rows})
+    sizes = sorted({"x".join(str(v) for v in record["input_frame_size"]) for _, _, record, _ in rows})
+    for model, entry, record, file in rows:
         speed = entry["inference_clips_per_second"]
-        cells = [f"{speed['batch1'][b]:.1f}" for b in backends] + [f"{speed[f'batch{large}'][b]:.1f}" for b in backends]
+        big = f"batch{max(record['batches'])}"
+        cells = [f"{speed['batch1'][b]:.1f}" for b in backends] + [f"{speed[big][b]:.1f}" for b in backends]
         auc = entry.get("auc")
         change = (
             " / ".join(f"{auc[f'openvino_{p}']['micro_change']:+.2f}" for p in ("fp32", "fp16", "int8")) if auc else "–"
@@ -132,14 +140,13 @@ def speed_table(record: dict, file: str) -> str:
             f"| {NAMES.get(model, model)} | "
             + " | ".join(cells)
             + f" | **{entry['openvino_fp32_over_eager']['batch1']:.2f}x** | {change}"
-            + f" | {'–' if training is None else f'{training:.1f}'} |"
+            + f" | {'–' if training is None else f'{training:.1f}'} | `{record['command']}` | `{file}` |"
         )
     lines += [
         "",
-        f"Clips per second on {record['device']}, raw {record['input_frame_size'][0]}x{record['input_frame_size'][1]}"
-        " frames in (every pipeline resizes them itself; one clip scores one frame); AUC change: protocol micro AUC"
-        " of each export minus PyTorch's read-only scores on the Ped2 test set, in points."
-        f" `{record['command']}` → `{file}`.",
+        f"Clips per second on {', '.join(devices)}, raw {', '.join(sizes)} frames in (every pipeline resizes them"
+        " itself; one clip scores one frame); AUC change: protocol micro AUC of each export minus PyTorch's"
+        " read-only scores on the Ped2 test set, in points.",
     ]
     return "\n".join(lines)
 
@@ -188,7 +195,7 @@ def main() -> None:
         replace_block(REPO / "README.md", "deploy", deploy)
     speed = latest_speed()
     if speed:
-        replace_block(REPO / "README.md", "speed", speed_table(*speed))
+        replace_block(REPO / "README.md", "speed", speed_table(speed))
     som = som_m_table()
     if som:
         replace_block(REPO / "anomalib_vadproto" / "models" / "dlan_ac" / "README.md", "dlan_ac_som_m", som)

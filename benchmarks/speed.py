@@ -294,6 +294,7 @@ def main(argv: list[str] | None = None) -> Path:
             "config": str(model_config(name, args.profile).relative_to(REPO)),
             "checkpoint": str(checkpoint.relative_to(REPO)) if checkpoint else None,
             "image_size": list(module.image_size),
+            "int8_fp32_depth": int(getattr(module, "int8_fp32_depth", 0)),
         }
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()

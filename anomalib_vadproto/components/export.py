@@ -33,6 +33,7 @@ ANOMALIB_OUTPUTS = ("pred_score", "pred_label", "anomaly_map", "pred_mask")
 MIN_OPSET = 18
 CALIBRATION_CLIPS = 300  # training clips that calibrate INT8 post-training quantisation
 FLOAT_OPS = ("Add", "Subtract", "Multiply", "Divide", "Power", "SquaredDifference")  # kept FP32 under INT8_PTQ
+QUANTISABLE_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
 
 
 class ExportGraph(nn.Module):
@@ -177,13 +178,21 @@ class VideoExportMixin:
         logger.info("Exported %s to %s (outputs: %s)", type(self).__name__, onnx_path, ", ".join(names))
         return onnx_path
 
-    @staticmethod
-    def _post_training_quantization_ov(model: Any, datamodule: Any = None) -> Any:  # noqa: ANN401
+    #: Under ``INT8_PTQ``, the quantisable layers (convolutions, matrix products) nearest to the outputs
+    #: stay in FP32: on every path from an output back to the input, the first ``int8_fp32_depth`` of
+    #: them (0 quantises every one). The cues compare two nearly equal tensors (a predicted frame and the
+    #: frame, a query and its memory item); 8-bit rounding of the layers that produce them swamps the
+    #: differences that the score ranks, while the deeper layers tolerate it.
+    int8_fp32_depth: int = 1
+
+    def _post_training_quantization_ov(self, model: Any, datamodule: Any = None) -> Any:  # noqa: ANN401
         """INT8 post-training quantisation (``CompressionType.INT8_PTQ``) calibrated on training clips.
 
         anomalib's version calibrates on ``val_dataloader()``, which for its video datamodules is the
         test split (``val_split_mode: same_as_test``): calibrating there would tune the INT8 ranges on
         test videos. Here NNCF sees up to 300 clips drawn (seeded) from the training split.
+        Element-wise operations and the ``int8_fp32_depth`` layers nearest to the outputs
+        (:func:`output_layers`) stay in FP32.
 
         Args:
             model: The OpenVINO model converted from the exported ONNX graph.
@@ -212,12 +221,58 @@ class VideoExportMixin:
             generator=torch.Generator().manual_seed(0),
         )
         calibration = nncf.Dataset(loader, lambda batch: batch.image.numpy())
-        # Only convolutions and matrix products run in INT8. The scores are products, quotients and
-        # logarithms of small errors and distances (CDDA's p is ~1e-7): 8-bit element-wise ops round them to 0.
-        ignored = nncf.IgnoredScope(types=list(FLOAT_OPS), validate=False)
+        # The scores are products, quotients and logarithms of small errors and distances (CDDA's p is
+        # ~1e-7): 8-bit element-wise ops round them to 0, so only convolutions and matrix products run
+        # in INT8, and not those that produce the compared tensors.
+        names = output_layers(model, int(self.int8_fp32_depth))
+        logger.info("INT8_PTQ keeps %d layers next to the outputs in FP32: %s", len(names), ", ".join(names))
+        ignored = nncf.IgnoredScope(types=list(FLOAT_OPS), names=names, validate=False)
         return nncf.quantize(
             model, calibration, subset_size=min(CALIBRATION_CLIPS, len(dataset)), ignored_scope=ignored
         )
+
+
+def output_layers(model: Any, depth: int) -> list[str]:  # noqa: ANN401
+    """Name the quantisable layers within ``depth`` such layers of the outputs of an OpenVINO model.
+
+    Walks the graph upstream from every result. Each convolution or matrix product met on the way
+    counts one; the walk along a path stops once it has met ``depth`` of them. Constants are not followed.
+
+    Args:
+        model: An ``openvino.Model``.
+        depth: How many quantisable layers to collect along each path (``0``: none).
+
+    Returns:
+        The friendly names of the collected layers, in graph order.
+
+    Raises:
+        ValueError: If ``depth`` is negative.
+
+    """
+    if depth < 0:
+        msg = f"int8_fp32_depth must be >= 0, got {depth}."
+        raise ValueError(msg)
+    if depth == 0:
+        return []
+    best: dict[str, int] = {}  # node -> the most layers still to collect when reaching it
+    found: set[str] = set()
+    stack = [(result.input_value(0).get_node(), depth) for result in model.get_results()]
+    while stack:
+        node, remaining = stack.pop()
+        name = node.get_friendly_name()
+        if best.get(name, -1) >= remaining:
+            continue
+        best[name] = remaining
+        if node.get_type_name() in QUANTISABLE_OPS:
+            found.add(name)
+            remaining -= 1
+            if remaining == 0:
+                continue
+        for value in node.inputs():
+            source = value.get_source_output().get_node()
+            if source.get_type_name() != "Constant":
+                stack.append((source, remaining))
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_friendly_name() in found]
 
 
 def embed_metadata(onnx_path: Path | str, metadata: ModelMetadata) -> None:

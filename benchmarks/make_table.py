@@ -151,6 +151,32 @@ def speed_table(rows: list[tuple[str, dict, dict, str]]) -> str:
     return "\n".join(lines)
 
 
+def summary_table(records: list[dict], speed: list[tuple[str, dict, dict, str]]) -> str:
+    """One row per model: the paper's Ped2 AUC, ours (newest run of each profile), CPU speed, INT8's cost."""
+    speeds = {model: entry for model, entry, _, _ in speed}
+    lines = [
+        "| model | paper AUC (Ped2) | ours: protocol micro AUC (profile, epochs)"
+        " | OV FP32 clips/s (b1) | INT8 AUC change |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for model in PAPER_PED2:
+        ours = [r for r in records if r["model"] == model]
+        if not ours and model not in speeds:
+            continue
+        auc = "; ".join(
+            f"**{r['protocol_auc_micro']:.1f}** ({r['profile']}, {r['epochs']}"
+            + (f"; smoothed {smoothed(r)}" if "protocol_auc_smoothed_micro" in r else "")
+            + ")"
+            for r in ours
+        )
+        entry = speeds.get(model)
+        fps = f"{entry['inference_clips_per_second']['batch1']['openvino_fp32']:.0f}" if entry else "–"
+        int8 = entry.get("auc", {}).get("openvino_int8") if entry else None
+        change = "–" if int8 is None else f"{int8['micro_change']:+.2f}"
+        lines.append(f"| {NAMES[model]} | {PAPER_PED2[model]} | {auc} | {fps} | {change} |")
+    return "\n".join(lines)
+
+
 def deploy_table() -> str | None:
     """Parity of ``anomalib-vadproto score`` with ``anomalib test``, its speed, and streaming AUC costs."""
     latest: dict[str, tuple[dict, str]] = {}
@@ -196,6 +222,7 @@ def main() -> None:
     speed = latest_speed()
     if speed:
         replace_block(REPO / "README.md", "speed", speed_table(speed))
+    replace_block(REPO / "README.md", "summary", summary_table(records, speed))
     som = som_m_table()
     if som:
         replace_block(REPO / "anomalib_vadproto" / "models" / "dlan_ac" / "README.md", "dlan_ac_som_m", som)

@@ -78,3 +78,29 @@ def test_onnx_export_keeps_training_mode_and_state(fitted, tmp_path):
     assert model.training and model.model.training
     assert torch.equal(model.model.memory.items, before)
     assert model.model.read_only is False
+
+
+def test_int8_ptq_keeps_the_layers_next_to_the_outputs_in_fp32(fitted, tmp_path):
+    import openvino as ov
+    from anomalib.deploy import CompressionType
+
+    from anomalib_vadproto.components.export import output_layers
+
+    model, _, datamodule, _ = fitted
+    fp32 = model.to_openvino(tmp_path / "fp32")
+    int8 = model.to_openvino(tmp_path / "int8", compression_type=CompressionType.INT8_PTQ, datamodule=datamodule)
+    core = ov.Core()
+    kept = output_layers(core.read_model(str(fp32)), model.int8_fp32_depth)
+    ops = {op.get_friendly_name(): op for op in core.read_model(str(int8)).get_ordered_ops()}
+
+    def quantised(op) -> bool:
+        return any(value.get_source_output().get_node().get_type_name() == "FakeQuantize" for value in op.inputs())
+
+    assert model.int8_fp32_depth >= 1 and kept
+    assert all(name in ops and not quantised(ops[name]) for name in kept)
+    others = [op for name, op in ops.items() if op.get_type_name() == "Convolution" and name not in kept]
+    assert others and all(quantised(op) for op in others)
+    clips = torch.cat([batch.image for batch in datamodule.test_dataloader()])[:4].numpy()
+    outputs, reference = OpenVINOClipModel(int8)(clips), OpenVINOClipModel(fp32)(clips)
+    assert np.isfinite(outputs["cue_psnr"]).all()
+    np.testing.assert_allclose(outputs["cue_psnr"], reference["cue_psnr"], atol=3.0)  # dB; 8-bit, not equal

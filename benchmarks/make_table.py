@@ -163,12 +163,15 @@ def summary_table(records: list[dict], speed: list[tuple[str, dict, dict, str]])
         ours = [r for r in records if r["model"] == model]
         if not ours and model not in speeds:
             continue
-        auc = "; ".join(
-            f"**{r['protocol_auc_micro']:.1f}** ({r['profile']}, {r['epochs']}"
-            + (f"; smoothed {smoothed(r)}" if "protocol_auc_smoothed_micro" in r else "")
-            + ")"
-            for r in ours
-        ) or "–"
+        auc = (
+            "; ".join(
+                f"**{r['protocol_auc_micro']:.1f}** ({r['profile']}, {r['epochs']}"
+                + (f"; smoothed {smoothed(r)}" if "protocol_auc_smoothed_micro" in r else "")
+                + ")"
+                for r in ours
+            )
+            or "–"
+        )
         entry = speeds.get(model)
         fps = f"{entry['inference_clips_per_second']['batch1']['openvino_fp32']:.0f}" if entry else "–"
         int8 = entry.get("auc", {}).get("openvino_int8") if entry else None

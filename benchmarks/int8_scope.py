@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> Path:
         "fp32": {"clips_per_second_b1": speed["fp32"], "micro_change": auc["openvino_fp32"]["micro_change"]},
         "depths": rows,
         "torch_threads": torch.get_num_threads(),
+        "openvino_precision": "f32",  # OpenVINOClipModel's inference precision hint for unquantised layers
     }
     record["quick"] = args.quick
     path = write_result(record, f"int8_scope_{args.model}_{args.profile}" + ("_quick" if args.quick else ""))

@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> Path:
         "commit": started_on,
         "command": f"python benchmarks/{Path(__file__).name} " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "torch_threads": torch.get_num_threads(),
+        "openvino_precision": "f32",  # OpenVINOClipModel's inference precision hint for unquantised layers
         "input_frame_size": list(PED2_SIZE),
         "batches": batches,
         "quick": args.quick,

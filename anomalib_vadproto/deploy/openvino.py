@@ -15,6 +15,8 @@ import numpy as np
 from .clip_model import check_clips, check_metadata
 from .metadata import METADATA_KEY, ModelMetadata
 
+PRECISIONS = ("f32", "bf16", "f16", None)
+
 
 class OpenVINOClipModel:
     """A compiled OpenVINO model that maps clips to named outputs.
@@ -22,6 +24,10 @@ class OpenVINOClipModel:
     Args:
         path: The exported ``model.xml`` (or the ``model.onnx`` it was converted from).
         device: OpenVINO device name (``"CPU"``, ``"GPU"``, ``"AUTO"``).
+        precision: Inference precision of the layers that are not quantised: ``"f32"`` (default: the
+            scores match PyTorch), ``"bf16"`` or ``"f16"``, or ``None`` for the device's default.
+            OpenVINO's CPU plugin defaults to bf16 on CPUs with bf16 instructions, which moves small
+            prediction errors (PSNR) by ~1e-3 relative; an INT8 export keeps its INT8 layers either way.
 
     Attributes:
         metadata: Clip length, sizes and cue fusion of the model.
@@ -30,7 +36,7 @@ class OpenVINOClipModel:
 
     """
 
-    def __init__(self, path: str | Path, device: str = "CPU") -> None:
+    def __init__(self, path: str | Path, device: str = "CPU", precision: str | None = "f32") -> None:
         import openvino as ov
 
         path = Path(path)
@@ -48,7 +54,11 @@ class OpenVINOClipModel:
         self.input_size: tuple[int, int] = (int(dims[3]), int(dims[4]))
         self.metadata = self._read_metadata(model, path)
         check_metadata(self.metadata, int(dims[1]), self.input_size, path)
-        self.compiled = core.compile_model(model, device.upper())
+        if precision not in PRECISIONS:
+            msg = f"precision must be one of {', '.join(map(str, PRECISIONS))}, got {precision!r}."
+            raise ValueError(msg)
+        config = {"INFERENCE_PRECISION_HINT": precision} if precision and device.upper() in ("CPU", "GPU") else {}
+        self.compiled = core.compile_model(model, device.upper(), config)
         self.output_names = [output.get_any_name() for output in self.compiled.outputs]
 
     @staticmethod

@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> Path:
                 "clips_per_second_b1": speed[name],
                 "micro_change": auc[f"openvino_{name}"]["micro_change"],
                 "protocol_auc_micro": auc[f"openvino_{name}"]["protocol_auc_micro"],
+                "auc_error": auc[f"openvino_{name}"].get("error"),
             }
         )
         logger.info("%s: %s", name, row)

@@ -94,6 +94,11 @@ def som_m_table() -> str | None:
     return "\n".join(lines)
 
 
+def change_text(row: dict) -> str:
+    """An export's micro AUC change in points, or why it has none (non-finite cues)."""
+    return "non-finite" if row.get("micro_change") is None else f"{row['micro_change']:+.2f}"
+
+
 def latest_speed(profile: str = "lite") -> list[tuple[str, dict, dict, str]]:
     """Per model, the newest full (not ``--quick``) ``speed.py`` entry of a profile: (model, entry, record, file).
 
@@ -132,9 +137,7 @@ def speed_table(rows: list[tuple[str, dict, dict, str]]) -> str:
         big = f"batch{max(record['batches'])}"
         cells = [f"{speed['batch1'][b]:.1f}" for b in backends] + [f"{speed[big][b]:.1f}" for b in backends]
         auc = entry.get("auc")
-        change = (
-            " / ".join(f"{auc[f'openvino_{p}']['micro_change']:+.2f}" for p in ("fp32", "fp16", "int8")) if auc else "–"
-        )
+        change = " / ".join(change_text(auc[f"openvino_{p}"]) for p in ("fp32", "fp16", "int8")) if auc else "–"
         training = entry.get("training", {}).get("clips_per_second")
         lines.append(
             f"| {NAMES.get(model, model)} | "
@@ -175,7 +178,7 @@ def summary_table(records: list[dict], speed: list[tuple[str, dict, dict, str]])
         entry = speeds.get(model)
         fps = f"{entry['inference_clips_per_second']['batch1']['openvino_fp32']:.0f}" if entry else "–"
         int8 = entry.get("auc", {}).get("openvino_int8") if entry else None
-        change = "–" if int8 is None else f"{int8['micro_change']:+.2f}"
+        change = "–" if int8 is None else change_text(int8)
         lines.append(f"| {NAMES[model]} | {PAPER_PED2[model]} | {auc} | {fps} | {change} |")
     return "\n".join(lines)
 

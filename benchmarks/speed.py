@@ -232,21 +232,32 @@ def export_auc(module, irs: dict[str, Path], datamodule, limit: int | None) -> d
     for metric in metrics.values():
         metric.reset()
     max_cue_difference = dict.fromkeys(runners, 0.0)
+    failed: dict[str, str] = {}  # an export whose cues are not finite has no AUC (the metric refuses them)
     for index, batch in enumerate(datamodule.test_dataloader()):
         if limit is not None and index >= limit:
             break
         reference = None
         for name, run in runners.items():
+            if name in failed:
+                continue
             outputs = run(batch.image)
             cues = {key.removeprefix("cue_"): value.float() for key, value in outputs.items() if key.startswith("cue_")}
-            metrics[name].update(batch.video_path, batch.frames, batch.gt_label, cues)
+            try:
+                metrics[name].update(batch.video_path, batch.frames, batch.gt_label, cues)
+            except ValueError as error:
+                failed[name] = str(error)
+                logger.warning("%s: %s", name, error)
+                continue
             if reference is None:
                 reference = cues
             else:
                 difference = max(float((cues[k] - reference[k]).abs().max()) for k in cues)
                 max_cue_difference[name] = max(max_cue_difference[name], difference)
-    results = {}
+    results: dict[str, Any] = {}
     for name, metric in metrics.items():
+        if name in failed:
+            results[name] = {"protocol_auc_micro": None, "protocol_auc_macro": None, "error": failed[name]}
+            continue
         values = metric.compute()
         results[name] = {
             "protocol_auc_micro": round(100 * float(values["protocol_AUC_micro"]), 2),
@@ -255,7 +266,7 @@ def export_auc(module, irs: dict[str, Path], datamodule, limit: int | None) -> d
         }
     base = results["pytorch_eager"]["protocol_auc_micro"]
     for row in results.values():
-        row["micro_change"] = round(row["protocol_auc_micro"] - base, 2)
+        row["micro_change"] = None if row["protocol_auc_micro"] is None else round(row["protocol_auc_micro"] - base, 2)
     logger.info("AUC: %s", results)
     return results
 

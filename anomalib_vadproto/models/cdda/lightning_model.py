@@ -109,6 +109,11 @@ class Cdda(VideoModelMixin, AnomalibModule):
     """
 
     architecture_hparams = ("num_input_frames", "image_size", "grayscale", "width", "num_clusters", "clustering")
+    # INT8_PTQ: the first quantisable layer back from every output stays FP32 (6 of the lite network's
+    # layers), the smallest depth at which the score ranks training clips like FP32 (Spearman 0.991; 0.942
+    # with none): python benchmarks/int8_scope.py --model cdda
+    # (benchmarks/results/int8_scope_cdda_lite_20261202T063825.json).
+    int8_fp32_depth = 1
 
     def __init__(
         self,

@@ -74,6 +74,7 @@ class LgnNet(VideoModelMixin, AnomalibModule):
     # memory-branch feature distance does not reach 0.99 up to depth 4 (0.87 at depths 0-2, 0.95 at 4),
     # so the best-agreeing depth swept is kept; the protocol AUC moves by +0.03 to +0.65 at every depth:
     # python benchmarks/int8_scope.py --model lgn_net (benchmarks/results/int8_scope_lgn_net_lite_20261202T062153.json).
+    # (That sweep predates keeping reductions in FP32; benchmarks/speed.py measures the current export.)
     int8_fp32_depth = 4
 
     def __init__(

@@ -72,9 +72,9 @@ class Apn(VideoModelMixin, AnomalibModule):
         "context_fusion",
     )
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (32 of 61 in the lite
-    # network). Depths 0-2 leave the frame PSNR of training clips uncorrelated with FP32's (Spearman
-    # 0.35, -0.18); 4 is the smallest depth at which every cue agrees (>= 0.99):
-    # python benchmarks/int8_scope.py --model apn (benchmarks/results/int8_scope_apn_lite_20261202T061029.json).
+    # network). Depths 0-2 leave the frame PSNR of training clips poorly ranked against FP32's (Spearman
+    # 0.89, 0.76, 0.64); 4 is the smallest depth at which every cue agrees (>= 0.99): python
+    # benchmarks/int8_scope.py --model apn (benchmarks/results/int8_scope_apn_lite_20261202T064548.json).
     int8_fp32_depth = 4
 
     def __init__(

@@ -50,7 +50,7 @@ def accuracy_table(records: list[dict]) -> str:
         lines.append(
             f"| {NAMES.get(r['model'], r['model'])} | {r['profile']} | {r['epochs']}"
             f" | {PAPER_PED2.get(r['model'], '–')}"
-            f" | **{r['protocol_auc_micro']:.1f}** | {r['protocol_auc_macro']:.1f}"
+            f" | **{r['protocol_auc_micro']:.2f}** | {r['protocol_auc_macro']:.1f}"
             f" | {smoothed(r)} | {r['pooled_auroc']:.1f}"
             f" | {r['train_seconds'] / 60:.1f} min | {r['test_seconds'] / 60:.1f} min | {r['device']}"
             f" | `{r['command']}` | `{r['file']}` |"
@@ -168,7 +168,7 @@ def summary_table(records: list[dict], speed: list[tuple[str, dict, dict, str]])
             continue
         auc = (
             "; ".join(
-                f"**{r['protocol_auc_micro']:.1f}** ({r['profile']}, {r['epochs']}"
+                f"**{r['protocol_auc_micro']:.2f}** ({r['profile']}, {r['epochs']}"
                 + (f"; smoothed {smoothed(r)}" if "protocol_auc_smoothed_micro" in r else "")
                 + ")"
                 for r in ours

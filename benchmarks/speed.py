@@ -3,7 +3,8 @@
 For every model (lite profile by default, the weights of its last ``ped2_accuracy.py`` run):
 
 * **inference**: clips per second (one clip scores one frame) at batch 1 and a larger batch, for
-  PyTorch eager (``predict_clip``: pre-processing, the read-only model, post-processing) and the
+  PyTorch eager (``predict_clip``: pre-processing, the read-only model, post-processing; channels-last
+  weights on CPU, as anomalib's ``Engine`` runs the model) and the
   OpenVINO exports of the same pipeline: FP32, FP16 (anomalib's ``CompressionType.FP16``: weights
   stored in half precision; this CPU has no FP16 arithmetic, so OpenVINO computes in FP32) and INT8
   (``INT8_PTQ``: NNCF post-training quantisation calibrated on 300 training clips). Inputs are raw
@@ -70,6 +71,7 @@ def load_model(model: str, profile: str, checkpoint: Path | None):  # noqa: ANN2
     if checkpoint is not None:
         module = type(module).load_from_checkpoint(checkpoint, map_location="cpu")
     module.visualizer = None
+    module.use_preferred_memory_format()  # channels-last on CPU, as Engine.fit/test/predict run it
     return module.eval()
 
 
@@ -306,6 +308,7 @@ def main(argv: list[str] | None = None) -> Path:
             "checkpoint": str(checkpoint.relative_to(REPO)) if checkpoint else None,
             "image_size": list(module.image_size),
             "int8_fp32_depth": int(getattr(module, "int8_fp32_depth", 0)),
+            "eager_channels_last": any(p.dim() == 4 and not p.is_contiguous() for p in module.model.parameters()),
         }
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()

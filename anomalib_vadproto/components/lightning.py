@@ -67,6 +67,8 @@ class VideoModelMixin(VideoExportMixin):
     architecture_hparams: tuple[str, ...] = ()
     protocol_result = None  # ProtocolResult of the last test epoch (per-video scores for plots/benchmarks)
     protocol_other_result = None  # ProtocolResult with the other smoothing setting (models that report both)
+    #: Convert the torch model to channels-last memory format when it runs on CPU (:meth:`use_preferred_memory_format`).
+    channels_last_on_cpu: bool = True
 
     def __init__(
         self,
@@ -186,6 +188,28 @@ class VideoModelMixin(VideoExportMixin):
     def trainable_parameters(self):  # noqa: ANN201
         """Parameters given to the optimiser (all of the torch model's by default)."""
         return self.model.parameters()
+
+    # ------------------------------------------------------------------ memory format
+    def use_preferred_memory_format(self) -> None:
+        """Keep the 4-D weights channels-last on CPU, where oneDNN's convolutions run faster in NHWC.
+
+        Convolutions with channels-last weights return channels-last activations, so the whole network
+        follows. On this project's 2-core CPU a lite training step is 10-34 % faster (APN 14 %, MNAD 28 %,
+        CDDA 34 %, LGN-Net 10 %; ``python benchmarks/memory_format.py``). The values
+        are the same up to rounding; the parameters keep their identity, so the optimiser is unaffected.
+        Set the class attribute ``channels_last_on_cpu = False`` to keep PyTorch's default layout.
+        """
+        if self.channels_last_on_cpu and self.device.type == "cpu":
+            self.model.to(memory_format=torch.channels_last)
+
+    def on_fit_start(self) -> None:  # noqa: D102
+        self.use_preferred_memory_format()
+
+    def on_test_start(self) -> None:  # noqa: D102
+        self.use_preferred_memory_format()
+
+    def on_predict_start(self) -> None:  # noqa: D102
+        self.use_preferred_memory_format()
 
     # ------------------------------------------------------------------ evaluation steps
     def _evaluate(self, batch, track: bool):  # noqa: ANN001, ANN202

@@ -70,7 +70,7 @@ def check_metadata(metadata: ModelMetadata, clip_length: int, input_size: tuple[
         raise ValueError(msg)
 
 
-def load_clip_model(path: str | Path, device: str = "CPU") -> ClipModel:
+def load_clip_model(path: str | Path, device: str = "CPU", precision: str | None = "f32") -> ClipModel:
     """Load an exported model by its file type.
 
     Args:
@@ -79,6 +79,9 @@ def load_clip_model(path: str | Path, device: str = "CPU") -> ClipModel:
             ``TRUST_REMOTE_CODE=1``, as for anomalib's ``TorchInferencer``).
         device: OpenVINO device (``CPU``, ``GPU``, ``AUTO``) or torch device (``cpu``, ``cuda``;
             ``CPU``/``GPU`` are mapped to them).
+        precision: OpenVINO's inference precision of the unquantised layers (``f32`` by default, so a
+            CPU with bf16 instructions does not silently compute in bf16; ``bf16``, ``f16``, or ``None``
+            for the device's own choice). PyTorch models ignore it.
 
     Returns:
         The loaded model.
@@ -96,7 +99,7 @@ def load_clip_model(path: str | Path, device: str = "CPU") -> ClipModel:
     if suffix in (".xml", ".onnx"):
         from .openvino import OpenVINOClipModel
 
-        return OpenVINOClipModel(path, device=device)
+        return OpenVINOClipModel(path, device=device, precision=precision)
     if suffix == ".pt":
         from .torch_model import TorchClipModel
 

@@ -113,6 +113,7 @@ def score_source(
     batch_size: int = 8,
     overlay: str | Path | None = None,
     device: str = "CPU",
+    precision: str | None = "f32",
     threshold: float | None = None,
     warmup: int = 10,
     window: int | None = None,
@@ -133,6 +134,7 @@ def score_source(
         batch_size: Clips per model call for files (live sources score one clip at a time).
         overlay: Write an overlay video there (``.mp4``).
         device: Inference device (``CPU``, ``GPU``, ``AUTO``; torch names for ``.pt``).
+        precision: OpenVINO inference precision (``f32``, ``bf16``, ``f16``; ``None``: the device's choice).
         threshold: Score from which overlay frames are flagged (default: 0.5 for ``validation``).
         warmup: Frames without a score at the start of the streaming normalisers.
         window: Frames that set the ``running`` bounds (``None``: all frames so far).
@@ -152,7 +154,7 @@ def score_source(
             a frame-size or clip-length mismatch, or offline normalisation on a live source.
 
     """
-    clip_model = load_clip_model(model, device) if isinstance(model, (str, Path)) else model
+    clip_model = load_clip_model(model, device, precision) if isinstance(model, (str, Path)) else model
     src = source if isinstance(source, (FrameFolderSource, VideoSource)) else None
     if src is None:
         src = open_source(source, fps=fps, input_format=input_format, options=options)
@@ -391,6 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="clips per model call for files (default: 8)")
     parser.add_argument("--overlay", action="store_true", help="also write overlay.mp4 (map and score on each frame)")
     parser.add_argument("--device", default="CPU", help="OpenVINO device (CPU, GPU, AUTO) or torch device for .pt")
+    parser.add_argument(
+        "--precision",
+        choices=("f32", "bf16", "f16", "auto"),
+        default="f32",
+        help="OpenVINO inference precision of unquantised layers (default f32; auto: the device's choice)",
+    )
     parser.add_argument("--threshold", type=float, default=None, help="flag overlay frames from this score")
     parser.add_argument("--warmup", type=int, default=10, help="frames without a score for running normalisers")
     parser.add_argument("--window", type=int, default=None, help="frames that set the running min-max (default: all)")
@@ -434,6 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             overlay=output / "overlay.mp4" if args.overlay else None,
             device=args.device,
+            precision=None if args.precision == "auto" else args.precision,
             threshold=args.threshold,
             warmup=args.warmup,
             window=args.window,

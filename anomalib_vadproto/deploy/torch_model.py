@@ -74,6 +74,8 @@ class TorchClipModel:
             raise ValueError(msg)
         self.device = _torch_device(device)
         self.module = module.to(self.device).eval()
+        if hasattr(module, "use_preferred_memory_format"):
+            module.use_preferred_memory_format()  # channels-last on CPU, as anomalib's Engine runs it
         self.metadata: ModelMetadata = module.export_metadata(None)
 
     @property

@@ -32,6 +32,8 @@ def test_openvino_matches_pytorch_and_export_is_read_only(fitted):
     evolved = memory.current_items(test_time=True).clone()
     assert not torch.equal(trained, evolved), "the gated test-time update should have run during test"
     state = {k: v.clone() for k, v in model.state_dict().items()}
+    # Engine.fit on CPU left the weights channels-last (use_preferred_memory_format): export must cope
+    assert any(p.dim() == 4 and not p.is_contiguous() for p in model.model.parameters())
 
     xml = engine.export(model=model, export_type=ExportType.OPENVINO, export_root=work / "export")
 

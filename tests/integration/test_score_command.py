@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from anomalib_vadproto import Mnad
-from anomalib_vadproto.deploy import open_source, score_source
+from anomalib_vadproto.deploy import load_clip_model, open_source, score_source
 from anomalib_vadproto.deploy.score import main as score_main
 from anomalib_vadproto.metrics.protocol import fuse_cues
 from tests.conftest import REPO, clip_datamodule, run_cli
@@ -213,6 +213,21 @@ def test_pytorch_export_needs_trust_and_matches_openvino(exported, tmp_path, cap
     openvino = score_source(exported["xml"], exported["folder"], "offline")
     np.testing.assert_allclose([float(r["cue_psnr"]) for r in rows[4:]], openvino.cues["psnr"][4:], atol=1e-3)
     np.testing.assert_allclose([float(r["score"]) for r in rows[4:]], openvino.score[4:], atol=NORMALISED_ATOL)
+
+
+def test_precision_option_reaches_openvino(exported, tmp_path, capsys):
+    folder, xml = str(exported["folder"]), str(exported["xml"])
+    default = score_source(xml, folder, "offline")  # f32: no bf16 on CPUs that have it, unless asked
+    assert load_clip_model(xml, precision=None).compiled is not None  # the device's own choice
+    out = tmp_path / "auto"
+    assert score_main([xml, folder, "-o", str(out), "--precision", "auto", "--no-progress"]) == 0
+    rows = read_csv(out / "scores.csv")
+    np.testing.assert_allclose([float(r["cue_psnr"]) for r in rows[4:]], default.cues["psnr"][4:], atol=0.5)  # bf16
+    with pytest.raises(ValueError, match="precision must be one of"):
+        load_clip_model(xml, precision="f64")
+    with pytest.raises(SystemExit):
+        score_main([xml, folder, "--precision", "f64"])
+    assert "invalid choice: 'f64'" in capsys.readouterr().err
 
 
 def one_error_line(capsys) -> str:

@@ -217,7 +217,7 @@ class Cdda(VideoModelMixin, AnomalibModule):
 
     # ------------------------------------------------------------------ optimisers and stages
     def on_fit_start(self) -> None:
-        """Refuse a run too short to reach the alternating stage, before any epoch is spent."""
+        """Refuse a run too short to reach the alternating stage, before any epoch is spent; then the shared start."""
         max_epochs = getattr(self.trainer, "max_epochs", None)
         if max_epochs is None or max_epochs < 0 or max_epochs <= self.ae_epochs:
             msg = (
@@ -226,6 +226,7 @@ class Cdda(VideoModelMixin, AnomalibModule):
                 f" paper's {self.ae_epochs} + 100 = {self.ae_epochs + 100} for Ped2."
             )
             raise ValueError(msg)
+        super().on_fit_start()
 
     def centre_step_parameters(self) -> list[nn.Parameter]:
         """Parameters of the centre step: the centres (+ the encoders' last convolutions, STD form)."""

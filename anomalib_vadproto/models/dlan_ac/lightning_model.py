@@ -177,7 +177,7 @@ class DlanAc(VideoModelMixin, AnomalibModule):
 
     # ------------------------------------------------------------------ stages and optimisers
     def on_fit_start(self) -> None:
-        """Refuse a run too short to reach stage 2, before any epoch is spent."""
+        """Refuse a run too short to reach stage 2, before any epoch is spent; then the shared start."""
         max_epochs = getattr(self.trainer, "max_epochs", None)
         if max_epochs is None or max_epochs < 0 or max_epochs <= self.ac_epochs:
             msg = (
@@ -186,6 +186,7 @@ class DlanAc(VideoModelMixin, AnomalibModule):
                 f" {self.ac_epochs} + 80 = {self.ac_epochs + 80} for Ped2."
             )
             raise ValueError(msg)
+        super().on_fit_start()
 
     def schedule_epochs(self) -> int:
         """Each stage has its own cosine schedule: ``ac_epochs``, then ``max_epochs - ac_epochs``."""

@@ -1,0 +1,136 @@
+"""Lite training steps on CPU with PyTorch's default (NCHW) and channels-last (NHWC) weights.
+
+Every model's lite profile trains through anomalib's ``Engine`` on the shared Ped2 data (frame cache,
+batch 4, as ``ped2_accuracy.py``) for ``--warmup + --steps`` batches of its first epoch, once with
+``channels_last_on_cpu = False`` and once with ``True`` (the default since this benchmark; see
+``VideoModelMixin.use_preferred_memory_format``). The time per step covers data loading, the
+pre-processor, the model's own training step and Lightning, i.e. what a lite epoch is made of. The
+first epoch is the first stage for the staged models: CDDA's autoencoder pre-training and DLAN-AC's
+Adaptive-Clusterer stage.
+
+    python benchmarks/memory_format.py
+    python benchmarks/memory_format.py --models apn,cdda --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import commit, ensure_ped2, write_result  # noqa: E402
+from ped2_accuracy import model_config  # noqa: E402
+
+MODELS = ("mnad", "dlan_ac", "lgn_net", "apn", "cdda")
+
+
+def seconds_per_step(name: str, channels_last: bool, warmup: int, steps: int, root: Path) -> float:
+    """Mean wall-clock seconds of training steps ``warmup .. warmup + steps`` of the lite profile's first epoch."""
+    import lightning.pytorch as pl
+    from anomalib.engine import Engine
+    from anomalib.models.components import AnomalibModule
+
+    from anomalib_vadproto import LocalUCSDped
+
+    model = AnomalibModule.from_config(model_config(name, "lite"))
+    model.channels_last_on_cpu = channels_last
+    model.visualizer = None
+    datamodule = LocalUCSDped(
+        cache_frames=True,
+        root=root,
+        category="UCSDped2",
+        clip_length_in_frames=model.clip_length,
+        frames_between_clips=1,
+        target_frame="last",
+        train_batch_size=4,
+        num_workers=0,
+    )
+
+    class Clock(pl.Callback):
+        start = end = 0.0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+            if batch_idx == warmup:
+                self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+            self.end = time.perf_counter()
+            trainer.should_stop = True  # one (truncated) epoch, whatever the profile's max_epochs
+
+    clock = Clock()
+    with tempfile.TemporaryDirectory() as work:
+        engine = Engine(
+            max_epochs=int(model_config_epochs(name)),
+            limit_train_batches=warmup + steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            callbacks=[clock],
+            default_root_dir=work,
+        )
+        engine.fit(model=model, datamodule=datamodule)
+    return (clock.end - clock.start) / steps
+
+
+def model_config_epochs(name: str) -> int:
+    """The lite profile's ``trainer.max_epochs`` (staged models refuse fewer epochs than their first stage)."""
+    import yaml
+
+    return int(yaml.safe_load(model_config(name, "lite").read_text())["trainer"]["max_epochs"])
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Measure both layouts for every model and write ``speed_memory_format_*.json``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, from " + ",".join(MODELS))
+    parser.add_argument("--warmup", type=int, default=10, help="steps before the clock starts (frame cache, oneDNN)")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per model and layout")
+    args = parser.parse_args(argv)
+    started_on = commit()
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {list(MODELS)}")
+    root = ensure_ped2()
+    rows = {}
+    for name in names:
+        nchw = seconds_per_step(name, False, args.warmup, args.steps, root)
+        nhwc = seconds_per_step(name, True, args.warmup, args.steps, root)
+        rows[name] = {
+            "nchw_seconds_per_step": round(nchw, 4),
+            "channels_last_seconds_per_step": round(nhwc, 4),
+            "speedup": round(nchw / nhwc, 3),
+            "time_saved_percent": round(100 * (1 - nhwc / nchw), 1),
+        }
+        print(f"{name}: NCHW {nchw:.3f} s, channels-last {nhwc:.3f} s per step ({rows[name]['speedup']:.2f}x)")
+    record = {
+        "kind": "speed",
+        "model": ",".join(names),
+        "profile": "lite_training_memory_format",
+        "commit": started_on,
+        "command": "python benchmarks/"
+        + Path(__file__).name
+        + (" " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip(),
+        "torch_threads": torch.get_num_threads(),
+        "batch": "4 clips, lite profile sizes, Ped2 frame cache, first epoch",
+        "warmup_steps": args.warmup,
+        "timed_steps": args.steps,
+        "models": rows,
+    }
+    path = write_result(record, "speed_memory_format")
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

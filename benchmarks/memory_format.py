@@ -70,7 +70,6 @@ def seconds_per_step(name: str, channels_last: bool, warmup: int, steps: int, ro
             limit_val_batches=0,
             num_sanity_val_steps=0,
             logger=False,
-            enable_checkpointing=False,
             enable_progress_bar=False,
             callbacks=[clock],
             default_root_dir=work,

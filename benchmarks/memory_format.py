@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> Path:
     """Measure both layouts for every model and write ``speed_memory_format_*.json``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, from " + ",".join(MODELS))
-    parser.add_argument("--warmup", type=int, default=10, help="steps before the clock starts (frame cache, oneDNN)")
+    parser.add_argument(
+        "--warmup", type=int, default=30, help="steps before the clock starts: every video decoded into the frame cache"
+    )
     parser.add_argument("--steps", type=int, default=40, help="timed steps per model and layout")
     args = parser.parse_args(argv)
     started_on = commit()

@@ -57,6 +57,11 @@ class Mnad(VideoModelMixin, AnomalibModule):
     """
 
     architecture_hparams = ("task", "num_input_frames", "image_size", "grayscale", "width", "memory_size")
+    # INT8_PTQ: the first 2 quantisable layers back from every output stay FP32 (5 of the lite network's).
+    # Depths 0 and 1 rank training clips' frame PSNR below the 0.99 Spearman agreement with FP32 (0.983,
+    # 0.988; test AUC change -4.3 and -3.2); 2 agrees (0.994) and costs 0.3 points: python
+    # benchmarks/int8_scope.py --model mnad (benchmarks/results/int8_scope_mnad_lite_20261202T074958.json).
+    int8_fp32_depth = 2
 
     def __init__(
         self,

@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import commit, ensure_ped2, write_result  # noqa: E402
 from ped2_accuracy import model_config  # noqa: E402
+from speed import ped2_datamodule  # noqa: E402
 
 MODELS = ("mnad", "dlan_ac", "lgn_net", "apn", "cdda")
 
@@ -35,21 +36,10 @@ def seconds_per_step(name: str, channels_last: bool, warmup: int, steps: int, ro
     from anomalib.engine import Engine
     from anomalib.models.components import AnomalibModule
 
-    from anomalib_vadproto import LocalUCSDped
-
     model = AnomalibModule.from_config(model_config(name, "lite"))
     model.channels_last_on_cpu = channels_last
     model.visualizer = None
-    datamodule = LocalUCSDped(
-        cache_frames=True,
-        root=root,
-        category="UCSDped2",
-        clip_length_in_frames=model.clip_length,
-        frames_between_clips=1,
-        target_frame="last",
-        train_batch_size=4,
-        num_workers=0,
-    )
+    datamodule = ped2_datamodule(model, root, train_batch=4, eval_batch=8)  # as speed.py and ped2_accuracy.py
 
     class Clock(pl.Callback):
         start = end = 0.0

@@ -103,12 +103,23 @@ def latest_speed(profile: str = "lite") -> list[tuple[str, dict, dict, str]]:
     """Per model, the newest full (not ``--quick``) ``speed.py`` entry of a profile: (model, entry, record, file).
 
     A run may cover some models only (``--models``); each row of the table cites the file it comes from.
+    A run without ``--auc`` (or without a checkpoint) measures no AUC change; such an entry takes the AUC
+    change of the newest run that measured one, with that run's file in ``auc_file``.
     """
     latest: dict[str, tuple[str, dict, dict, str]] = {}
+    latest_auc: dict[str, tuple[dict, str]] = {}
     for path in sorted(RESULTS.glob(f"speed_inference_{profile}_2*.json")):
         record = json.loads(path.read_text())
         for model, entry in record["models"].items():
-            latest[model] = (model, entry, record, path.relative_to(REPO).as_posix())
+            file = path.relative_to(REPO).as_posix()
+            latest[model] = (model, dict(entry), record, file)
+            if entry.get("auc"):
+                latest_auc[model] = (entry["auc"], file)
+    for model, (_, entry, _, file) in latest.items():
+        if not entry.get("auc") and model in latest_auc:
+            entry["auc"], auc_file = latest_auc[model]
+            if auc_file != file:
+                entry["auc_file"] = auc_file
     order = list(PAPER_PED2)
     return sorted(latest.values(), key=lambda row: order.index(row[0]) if row[0] in order else 99)
 
@@ -127,9 +138,11 @@ def speed_table(rows: list[tuple[str, dict, dict, str]]) -> str:
     lines = [
         "| model | "
         + " | ".join(header)
-        + " | OV FP32 / eager (b1) | AUC change FP32 / FP16 / INT8 | training clips/s | command | results file |",
-        "| --- | " + " | ".join("---" for _ in header) + " | --- | --- | --- | --- | --- |",
+        + " | OV FP32 / eager (b1) | OV FP32 / NCHW eager (b1) | AUC change FP32 / FP16 / INT8 | training clips/s"
+        " | command | results file |",
+        "| --- | " + " | ".join("---" for _ in header) + " | --- | --- | --- | --- | --- | --- |",
     ]
+    notes: list[str] = []
     devices = sorted({record["device"] for _, _, record, _ in rows})
     sizes = sorted({"x".join(str(v) for v in record["input_frame_size"]) for _, _, record, _ in rows})
     for model, entry, record, file in rows:
@@ -138,18 +151,24 @@ def speed_table(rows: list[tuple[str, dict, dict, str]]) -> str:
         cells = [f"{speed['batch1'][b]:.1f}" for b in backends] + [f"{speed[big][b]:.1f}" for b in backends]
         auc = entry.get("auc")
         change = " / ".join(change_text(auc[f"openvino_{p}"]) for p in ("fp32", "fp16", "int8")) if auc else "–"
+        if entry.get("auc_file"):
+            notes.append(f"{NAMES.get(model, model)}'s AUC change is from `{entry['auc_file']}` (earlier weights).")
+            change += f" ({len(notes)})"
+        nchw = entry.get("openvino_fp32_over_eager_nchw", {}).get("batch1")
         training = entry.get("training", {}).get("clips_per_second")
         lines.append(
             f"| {NAMES.get(model, model)} | "
             + " | ".join(cells)
-            + f" | **{entry['openvino_fp32_over_eager']['batch1']:.2f}x** | {change}"
-            + f" | {'–' if training is None else f'{training:.1f}'} | `{record['command']}` | `{file}` |"
+            + f" | **{entry['openvino_fp32_over_eager']['batch1']:.2f}x** | {'–' if nchw is None else f'{nchw:.2f}x'}"
+            + f" | {change} | {'–' if training is None else f'{training:.1f}'} | `{record['command']}` | `{file}` |"
         )
     lines += [
         "",
         f"Clips per second on {', '.join(devices)}, raw {', '.join(sizes)} frames in (every pipeline resizes them"
         " itself; one clip scores one frame); AUC change: protocol micro AUC of each export minus PyTorch's"
-        " read-only scores on the Ped2 test set, in points.",
+        " read-only scores on the Ped2 test set, in points. Eager runs with channels-last weights on CPU, as"
+        " anomalib's Engine runs the models here; NCHW eager is PyTorch's stock layout.",
+        *(f"({i}) {note}" for i, note in enumerate(notes, 1)),
     ]
     return "\n".join(lines)
 

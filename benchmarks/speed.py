@@ -4,7 +4,8 @@ For every model (lite profile by default, the weights of its last ``ped2_accurac
 
 * **inference**: clips per second (one clip scores one frame) at batch 1 and a larger batch, for
   PyTorch eager (``predict_clip``: pre-processing, the read-only model, post-processing; channels-last
-  weights on CPU, as anomalib's ``Engine`` runs the model) and the
+  weights on CPU, as anomalib's ``Engine`` runs the model; also timed in PyTorch's stock NCHW layout,
+  ``pytorch_eager_nchw``) and the
   OpenVINO exports of the same pipeline: FP32, FP16 (anomalib's ``CompressionType.FP16``: weights
   stored in half precision; this CPU has no FP16 arithmetic, so OpenVINO computes in FP32) and INT8
   (``INT8_PTQ``: NNCF post-training quantisation calibrated on 300 training clips). Inputs are raw
@@ -125,15 +126,18 @@ def inference_speed(module, irs: dict[str, Path], batches: list[int], min_second
 
     from anomalib_vadproto.deploy import OpenVINOClipModel
 
-    runners = {"pytorch_eager": pytorch_runner(module)}
+    run = pytorch_runner(module)
     compiled = {name: OpenVINOClipModel(path) for name, path in irs.items()}
     speed: dict[str, Any] = {}
     for batch in batches:
         clips = torch.rand(batch, module.clip_length, 3, *PED2_SIZE, generator=torch.Generator().manual_seed(0))
         array = clips.numpy()
         row = {}
-        for name, run in runners.items():
-            row[name] = round(batch / median_seconds(lambda run=run, clips=clips: run(clips), min_seconds), 2)
+        # Eager as the Engine runs it (channels-last weights on CPU), then in PyTorch's stock layout.
+        row["pytorch_eager"] = round(batch / median_seconds(lambda: run(clips), min_seconds), 2)
+        module.model.to(memory_format=torch.contiguous_format)
+        row["pytorch_eager_nchw"] = round(batch / median_seconds(lambda: run(clips), min_seconds), 2)
+        module.use_preferred_memory_format()
         for name, ov_model in compiled.items():
             seconds = median_seconds(lambda m=ov_model, array=array: m(array), min_seconds)
             row[f"openvino_{name}"] = round(batch / seconds, 2)
@@ -328,6 +332,11 @@ def main(argv: list[str] | None = None) -> Path:
             if batch.startswith("batch")
         }
         entry["openvino_fp32_over_eager"] = speed_up
+        entry["openvino_fp32_over_eager_nchw"] = {
+            batch: round(row["openvino_fp32"] / row["pytorch_eager_nchw"], 2)
+            for batch, row in speed.items()
+            if batch.startswith("batch")
+        }
         logger.info("%s: OpenVINO FP32 / eager = %s", name, speed_up)
     record = {
         "kind": "speed",

@@ -134,9 +134,9 @@ def inference_speed(module, irs: dict[str, Path], batches: list[int], min_second
         array = clips.numpy()
         row = {}
         # Eager as the Engine runs it (channels-last weights on CPU), then in PyTorch's stock layout.
-        row["pytorch_eager"] = round(batch / median_seconds(lambda: run(clips), min_seconds), 2)
+        row["pytorch_eager"] = round(batch / median_seconds(lambda clips=clips: run(clips), min_seconds), 2)
         module.model.to(memory_format=torch.contiguous_format)
-        row["pytorch_eager_nchw"] = round(batch / median_seconds(lambda: run(clips), min_seconds), 2)
+        row["pytorch_eager_nchw"] = round(batch / median_seconds(lambda clips=clips: run(clips), min_seconds), 2)
         module.use_preferred_memory_format()
         for name, ov_model in compiled.items():
             seconds = median_seconds(lambda m=ov_model, array=array: m(array), min_seconds)

@@ -80,7 +80,7 @@ def test_to_model_input_matches_the_training_reader_and_pre_processor_resize(tmp
     ours = to_model_input(np.asarray(Image.open(tmp_path / "001.tif").convert("RGB")))
     np.testing.assert_array_equal(ours, reference.numpy())
     np.testing.assert_array_equal(to_model_input(image), ours)  # a (H, W) grey frame: the same three channels
-    # resized to (16, 16) exactly as the models' pre-processor resizes (before its grey/normalise steps)
+    # resized to (16, 16) exactly as the models' RGB pre-processor resizes (without its normalise step)
     resize = video_pre_processor((16, 16), grayscale=False, signed=False).transform
     np.testing.assert_array_equal(to_model_input(image, (16, 16)), resize(reference[None])[0].numpy())
 

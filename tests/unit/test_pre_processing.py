@@ -1,0 +1,40 @@
+"""The video pre-processor: grey conversion before the resize, the same pixels as resize-then-grey."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.transforms.v2 import Compose, Grayscale, Resize
+
+from anomalib_vadproto.components.pre_processing import video_pre_processor
+
+
+def test_grey_models_convert_before_resizing_with_the_same_result():
+    transform = video_pre_processor((16, 24), grayscale=True, signed=False).transform
+    assert [type(t) for t in transform.transforms] == [Grayscale, Resize]  # the resize reads one channel
+    clips = torch.rand(2, 3, 3, 40, 60, generator=torch.Generator().manual_seed(0))
+    reference = Compose([Resize((16, 24), antialias=False), Grayscale(num_output_channels=1)])(clips)
+    ours = transform(clips)
+    assert ours.shape == (2, 3, 1, 16, 24)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+
+
+def test_known_answer_grey_weights_and_signed_range():
+    # a constant RGB clip: grey = 0.2989 R + 0.587 G + 0.114 B (ITU-R 601-2), then [0, 1] -> [-1, 1]
+    clip = torch.empty(1, 2, 3, 16, 16)
+    clip[:, :, 0], clip[:, :, 1], clip[:, :, 2] = 1.0, 0.5, 0.0
+    out = video_pre_processor((8, 8), grayscale=True, signed=True).transform(clip)
+    expected = 2 * (0.2989 * 1.0 + 0.587 * 0.5) - 1
+    torch.testing.assert_close(out, torch.full((1, 2, 1, 8, 8), expected), rtol=0, atol=1e-3)
+
+
+def test_rgb_models_keep_three_channels():
+    out = video_pre_processor((8, 12), grayscale=False).transform(torch.zeros(1, 2, 3, 16, 24))
+    assert out.shape == (1, 2, 3, 8, 12)
+    assert torch.all(out == -1)
+
+
+@pytest.mark.parametrize("size", [(8,), (8, 8, 8), (4, 16)])
+def test_bad_image_sizes_are_refused(size):
+    with pytest.raises(ValueError, match="image_size must be"):
+        video_pre_processor(size)

@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     parser.add_argument("--data-root", type=Path, default=None, help="anomalib UCSDped root (default: materialise)")
     parser.add_argument("--work-dir", type=Path, default=REPO / ".cache" / "runs")
+    parser.add_argument("--seed", type=int, default=None, help="override the config's model seed (repeat runs)")
     parser.add_argument("--tag", default="", help="suffix for the results file name")
     args = parser.parse_args(argv)
     started_on = commit()  # the code that runs is the code at start; edits during a long run do not count
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> Path:
     batch = args.batch_size or (PAPER_BATCH.get(args.model, 4) if args.profile == "paper" else 4)
     root = args.data_root or ensure_ped2()
 
-    model = AnomalibModule.from_config(cfg_path)
+    overrides = {} if args.seed is None else {"model.init_args.seed": args.seed}
+    model = AnomalibModule.from_config(cfg_path, **overrides)
     datamodule = LocalUCSDped(
         cache_frames=not args.no_frame_cache,
         root=root,
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> Path:
         "train_batch_size": batch,
         "frame_cache": not args.no_frame_cache,
         "num_workers": args.num_workers,
-        "seed": cfg["model"]["init_args"].get("seed"),
+        "seed": args.seed if args.seed is not None else cfg["model"]["init_args"].get("seed"),
         "protocol_auc_micro": round(100 * float(metrics["protocol_AUC_micro"]), 2),
         "protocol_auc_macro": round(100 * float(metrics["protocol_AUC_macro"]), 2),
         **{  # APN: the protocol with the other smoothing setting (the code's 15-tap Gaussian)

@@ -29,9 +29,16 @@ def latest_accuracy() -> list[dict]:
         if record.get("dataset") != "ucsd_ped2":
             continue
         record["file"] = path.relative_to(REPO).as_posix()
-        latest[(record["model"], record["profile"], path.stem.rsplit("_", 1)[0])] = record
+        prefix = path.stem.rsplit("_", 1)[0]
+        record["tag"] = prefix.removeprefix(f"accuracy_{record['model']}_{record['profile']}_ped2").lstrip("_")
+        latest[(record["model"], record["profile"], prefix)] = record
     order = list(PAPER_PED2)
     return sorted(latest.values(), key=lambda r: (order.index(r["model"]) if r["model"] in order else 99, r["profile"]))
+
+
+def profile_label(record: dict) -> str:
+    """The profile, with the tag of a tagged run (``ped2_accuracy.py --tag``, e.g. a repeat with another seed)."""
+    return f"{record['profile']} ({record['tag']})" if record.get("tag") else record["profile"]
 
 
 def smoothed(record: dict) -> str:
@@ -48,7 +55,7 @@ def accuracy_table(records: list[dict]) -> str:
     ]
     for r in records:
         lines.append(
-            f"| {NAMES.get(r['model'], r['model'])} | {r['profile']} | {r['epochs']}"
+            f"| {NAMES.get(r['model'], r['model'])} | {profile_label(r)} | {r['epochs']}"
             f" | {PAPER_PED2.get(r['model'], '–')}"
             f" | **{r['protocol_auc_micro']:.2f}** | {r['protocol_auc_macro']:.1f}"
             f" | {smoothed(r)} | {r['pooled_auroc']:.1f}"
@@ -187,7 +194,7 @@ def summary_table(records: list[dict], speed: list[tuple[str, dict, dict, str]])
             continue
         auc = (
             "; ".join(
-                f"**{r['protocol_auc_micro']:.2f}** ({r['profile']}, {r['epochs']}"
+                f"**{r['protocol_auc_micro']:.2f}** ({profile_label(r)}, {r['epochs']}"
                 + (f"; smoothed {smoothed(r)}" if "protocol_auc_smoothed_micro" in r else "")
                 + ")"
                 for r in ours

@@ -72,6 +72,11 @@ def load_model(model: str, profile: str, checkpoint: Path | None):  # noqa: ANN2
     if checkpoint is not None:
         module = type(module).load_from_checkpoint(checkpoint, map_location="cpu")
     module.visualizer = None
+    if checkpoint is None:  # never validated: give the post-processor finite bounds so that INT8 compiles
+        for name, value in (("image_min", 0.0), ("image_max", 1.0), ("pixel_min", 0.0), ("pixel_max", 1.0)):
+            getattr(module.post_processor, name).fill_(value)
+        for name in ("_image_threshold", "_pixel_threshold"):
+            getattr(module.post_processor, name).fill_(0.5)
     module.use_preferred_memory_format()  # channels-last on CPU, as Engine.fit/test/predict run it
     return module.eval()
 

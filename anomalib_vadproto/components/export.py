@@ -223,7 +223,9 @@ class VideoExportMixin:
             The quantised OpenVINO model.
 
         Raises:
-            ValueError: Without a datamodule.
+            ValueError: Without a datamodule, or for a model that was never validated (its
+                post-processor has no normalisation statistics, so the graph normalises with NaN, which
+                OpenVINO's INT8 transformations cannot compile).
 
         """
         import nncf
@@ -231,6 +233,15 @@ class VideoExportMixin:
 
         if datamodule is None:
             msg = "INT8_PTQ needs a datamodule: its training clips calibrate the quantiser (pass --data)."
+            raise ValueError(msg)
+        post = getattr(self, "post_processor", None)
+        stats = [getattr(post, name, None) for name in ("image_min", "image_max")] if post is not None else []
+        if any(isinstance(value, Tensor) and not bool(torch.isfinite(value).all()) for value in stats):
+            msg = (
+                f"INT8_PTQ needs a trained {type(self).__name__}: its post-processor has no normalisation"
+                " statistics (they are set by the validation pass of `anomalib train`). Export after"
+                " training, or pass the trained checkpoint (--ckpt_path)."
+            )
             raise ValueError(msg)
         datamodule.setup("fit")
         dataset = datamodule.train_data

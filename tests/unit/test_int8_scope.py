@@ -64,3 +64,15 @@ def test_large_depth_keeps_every_layer_and_zero_keeps_none(graph):
 def test_negative_depth_is_refused(graph):
     with pytest.raises(ValueError, match="int8_fp32_depth must be >= 0"):
         output_layers(graph, -1)
+
+
+def test_int8_export_of_a_never_validated_model_is_refused_clearly():
+    # An untrained model's post-processor normalises with NaN statistics; OpenVINO's INT8 transformations
+    # would fail deep inside compile_model ("Attribute 'min' must be less or equal than 'max'").
+    from anomalib_vadproto import Mnad
+
+    model = Mnad(image_size=(32, 32), grayscale=True, width=4)
+    with pytest.raises(ValueError, match=r"INT8_PTQ needs a trained Mnad: .*normalisation statistics"):
+        model._post_training_quantization_ov(model=None, datamodule=object())
+    with pytest.raises(ValueError, match="needs a datamodule"):
+        model._post_training_quantization_ov(model=None, datamodule=None)

@@ -57,6 +57,28 @@ def median_seconds(fn, min_seconds: float, warmup: int = 2, min_calls: int = 5, 
     return statistics.median(times)
 
 
+def interleaved_median_seconds(fns: dict[str, Any], min_seconds: float, rounds: int = 5) -> dict[str, float]:
+    """Median wall time of each ``fn()``, timed in ``rounds`` interleaved rounds of ``min_seconds / rounds``.
+
+    The speed of a shared 2-core machine drifts by 10-20 % within a minute; timing the backends one
+    after another put that drift into their ratios, interleaving spreads it over all of them.
+    """
+    for fn in fns.values():
+        fn()
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            deadline = time.perf_counter() + min_seconds / rounds
+            calls = 0
+            while (calls < 2 or time.perf_counter() < deadline) and calls < 200:
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+                calls += 1
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def latest_checkpoint(model: str, profile: str, work_dir: Path) -> Path | None:
     """The newest ``model.ckpt`` that ``ped2_accuracy.py`` wrote for this model and profile."""
     found = sorted((work_dir / f"{model}_{profile}").glob("**/model.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -132,20 +154,21 @@ def inference_speed(module, irs: dict[str, Path], batches: list[int], min_second
     from anomalib_vadproto.deploy import OpenVINOClipModel
 
     run = pytorch_runner(module)
+    nchw = copy.deepcopy(module)  # eager in PyTorch's stock layout, beside the Engine's channels-last one
+    nchw.model.to(memory_format=torch.contiguous_format)
+    run_nchw = pytorch_runner(nchw)
     compiled = {name: OpenVINOClipModel(path) for name, path in irs.items()}
     speed: dict[str, Any] = {}
     for batch in batches:
         clips = torch.rand(batch, module.clip_length, 3, *PED2_SIZE, generator=torch.Generator().manual_seed(0))
         array = clips.numpy()
-        row = {}
-        # Eager as the Engine runs it (channels-last weights on CPU), then in PyTorch's stock layout.
-        row["pytorch_eager"] = round(batch / median_seconds(lambda clips=clips: run(clips), min_seconds), 2)
-        module.model.to(memory_format=torch.contiguous_format)
-        row["pytorch_eager_nchw"] = round(batch / median_seconds(lambda clips=clips: run(clips), min_seconds), 2)
-        module.use_preferred_memory_format()
-        for name, ov_model in compiled.items():
-            seconds = median_seconds(lambda m=ov_model, array=array: m(array), min_seconds)
-            row[f"openvino_{name}"] = round(batch / seconds, 2)
+        backends = {
+            "pytorch_eager": lambda clips=clips: run(clips),
+            "pytorch_eager_nchw": lambda clips=clips: run_nchw(clips),
+            **{f"openvino_{name}": (lambda m=ov_model, array=array: m(array)) for name, ov_model in compiled.items()},
+        }
+        seconds = interleaved_median_seconds(backends, min_seconds)
+        row = {name: round(batch / value, 2) for name, value in seconds.items()}
         speed[f"batch{batch}"] = row
         logger.info("batch %d, clips/s: %s", batch, row)
     if torch.cuda.is_available():

@@ -13,9 +13,10 @@ def video_pre_processor(image_size: Sequence[int], grayscale: bool = False, sign
 
     ``Resize`` runs without antialiasing, like OpenCV's bilinear resize of the reference code and
     like anomalib's exported graph, so the Lightning path and an exported model see the same pixels.
-    Grey models convert to grey *before* resizing: both steps are linear per pixel, so the order does
-    not change the result (up to float rounding), and the resize then reads one channel instead of three
-    (the resize of full-size Ped2 frames is the most expensive non-convolution step of the lite graphs).
+    Grey models resize first: without antialiasing a bilinear resize reads four input pixels per output
+    pixel, so resizing the three channels before the grey conversion touches fewer pixels than
+    converting the full frame first. Both steps are linear, so the order does not change the result
+    (up to float rounding; a test checks it).
 
     Args:
         image_size: ``(height, width)`` the frames are resized to.
@@ -31,8 +32,9 @@ def video_pre_processor(image_size: Sequence[int], grayscale: bool = False, sign
         msg = f"image_size must be (height, width) with both at least 8, got {image_size}"
         raise ValueError(msg)
     channels = 1 if grayscale else 3
-    transforms = [Grayscale(num_output_channels=1)] if grayscale else []
-    transforms.append(Resize(size, antialias=False))
+    transforms = [Resize(size, antialias=False)]
+    if grayscale:
+        transforms.append(Grayscale(num_output_channels=1))
     if signed:
         transforms.append(Normalize(mean=[0.5] * channels, std=[0.5] * channels))
     return PreProcessor(transform=Compose(transforms))

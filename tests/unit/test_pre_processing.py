@@ -1,4 +1,4 @@
-"""The video pre-processor: grey conversion before the resize, the same pixels as resize-then-grey."""
+"""The video pre-processor: resize, then grey; the same pixels as grey-then-resize."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from torchvision.transforms.v2 import Compose, Grayscale, Resize
 from anomalib_vadproto.components.pre_processing import video_pre_processor
 
 
-def test_grey_models_convert_before_resizing_with_the_same_result():
+def test_grey_models_resize_then_convert_with_the_same_result_as_the_other_order():
     transform = video_pre_processor((16, 24), grayscale=True, signed=False).transform
-    assert [type(t) for t in transform.transforms] == [Grayscale, Resize]  # the resize reads one channel
+    assert [type(t) for t in transform.transforms] == [Resize, Grayscale]
     clips = torch.rand(2, 3, 3, 40, 60, generator=torch.Generator().manual_seed(0))
-    reference = Compose([Resize((16, 24), antialias=False), Grayscale(num_output_channels=1)])(clips)
+    reference = Compose([Grayscale(num_output_channels=1), Resize((16, 24), antialias=False)])(clips)
     ours = transform(clips)
     assert ours.shape == (2, 3, 1, 16, 24)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)

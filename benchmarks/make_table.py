@@ -175,7 +175,7 @@ def speed_table(rows: list[tuple[str, dict, dict, str]]) -> str:
         " itself; one clip scores one frame); AUC change: protocol micro AUC of each export minus PyTorch's"
         " read-only scores on the Ped2 test set, in points. Eager runs with channels-last weights on CPU, as"
         " anomalib's Engine runs the models here; NCHW eager is PyTorch's stock layout.",
-        *(f"({i}) {note}" for i, note in enumerate(notes, 1)),
+        *(f"\n({i}) {note}" for i, note in enumerate(notes, 1)),
     ]
     return "\n".join(lines)
 

@@ -112,7 +112,9 @@ class Cdda(VideoModelMixin, AnomalibModule):
     # INT8_PTQ: the first quantisable layer back from every output stays FP32 (6 of the lite network's
     # layers), the smallest depth at which the score ranks training clips like FP32 (Spearman 0.991; 0.942
     # with none): python benchmarks/int8_scope.py --model cdda
-    # (benchmarks/results/int8_scope_cdda_lite_20261202T063825.json).
+    # (benchmarks/results/int8_scope_cdda_lite_20261202T063825.json, on the 4 + 4 lite weights). On the
+    # 4 + 13 weights this depth costs 7.66 AUC points (speed_inference_lite_20261202T135323.json): to be
+    # chosen again on those weights.
     int8_fp32_depth = 1
 
     def __init__(

@@ -44,24 +44,19 @@ MODELS = ("mnad", "dlan_ac", "lgn_net", "apn", "cdda")
 PED2_SIZE = (240, 360)
 
 
-def median_seconds(fn, min_seconds: float, warmup: int = 2, min_calls: int = 5, max_calls: int = 500) -> float:  # noqa: ANN001
+def median_seconds(fn, min_seconds: float, min_calls: int = 5, max_calls: int = 500) -> float:  # noqa: ANN001
     """Median wall time of ``fn()`` over at least ``min_calls`` calls and ``min_seconds`` seconds."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    deadline = time.perf_counter() + min_seconds
-    while (len(times) < min_calls or time.perf_counter() < deadline) and len(times) < max_calls:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return interleaved_median_seconds({"fn": fn}, min_seconds, rounds=1, min_calls=min_calls, max_calls=max_calls)["fn"]
 
 
-def interleaved_median_seconds(fns: dict[str, Any], min_seconds: float, rounds: int = 5) -> dict[str, float]:
+def interleaved_median_seconds(
+    fns: dict[str, Any], min_seconds: float, rounds: int = 5, min_calls: int = 2, max_calls: int = 200
+) -> dict[str, float]:
     """Median wall time of each ``fn()``, timed in ``rounds`` interleaved rounds of ``min_seconds / rounds``.
 
-    The speed of a shared 2-core machine drifts by 10-20 % within a minute; timing the backends one
-    after another put that drift into their ratios, interleaving spreads it over all of them.
+    Each function is called twice to warm up, then at least ``min_calls`` and at most ``max_calls``
+    times per round. The speed of the shared 2-core machine drifts within a minute; timing the backends
+    one after another put that drift into their ratios, interleaving spreads it over all of them.
     """
     for fn in fns.values():
         fn()
@@ -71,7 +66,7 @@ def interleaved_median_seconds(fns: dict[str, Any], min_seconds: float, rounds: 
         for name, fn in fns.items():
             deadline = time.perf_counter() + min_seconds / rounds
             calls = 0
-            while (calls < 2 or time.perf_counter() < deadline) and calls < 200:
+            while (calls < min_calls or time.perf_counter() < deadline) and calls < max_calls:
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)

@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> Path:
             for key, value in metrics.items()
             if key.startswith(("protocol_smoothed_", "protocol_unsmoothed_"))
         },
+        "cue_protocol_auc": {  # each cue alone (diagnostic; the fused score keeps the paper's weights)
+            name: {"micro": round(100 * micro, 2), "macro": round(100 * macro, 2)}
+            for name, (micro, macro) in result.cue_auc().items()
+        },
         "pooled_auroc": round(100 * float(metrics["image_AUROC"]), 2),
         "pixel_auroc": round(100 * float(metrics.get("pixel_AUROC", float("nan"))), 2),
         "scored_frames": int(result.num_frames),

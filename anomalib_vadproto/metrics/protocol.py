@@ -542,6 +542,19 @@ class ProtocolResult:
         """All fused anomaly scores concatenated in video order."""
         return np.concatenate(self.scores)
 
+    def cue_auc(self) -> dict[str, tuple[float, float]]:
+        """Micro and macro AUC of each cue on its own (per-video normalised, unweighted, unsmoothed).
+
+        A diagnostic of what each cue contributes to the fused score; the fusion weights stay the
+        paper's. Fractions in ``[0, 1]``, as :func:`protocol_auc` returns them.
+        """
+        labels = self.all_labels
+        video_index = np.concatenate([np.full(len(v), i) for i, v in enumerate(self.labels)])
+        return {
+            name: protocol_auc(labels, np.concatenate(values), video_index)
+            for name, values in self.cue_anomaly.items()
+        }
+
 
 class VideoProtocolAUC(Metric):
     """Frame-level AUC under the papers' protocol: per-video normalisation, cue fusion, micro/macro AUC.

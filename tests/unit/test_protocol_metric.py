@@ -209,6 +209,18 @@ def test_metric_known_answer_mnad() -> None:
         result.scores[0][0] = 1.0
 
 
+def test_result_cue_auc_known_answer() -> None:
+    # PSNR alone, 1 - g(P): a [0, .2, 1, .1, 0], b [0, .5, 1, 0], c [0, .5, 1]; g(D): a [0, .5, 1, 0, 0],
+    # b [0, .5, 1, 0], c constant -> 0. Ties count one half.
+    metric = VideoProtocolAUC(cue_weights=MNAD_WEIGHTS)
+    _feed(metric)
+    aucs = metric.result().cue_auc()
+    assert set(aucs) == {"psnr", "distance"}
+    assert aucs["psnr"] == pytest.approx((26.5 / 32, (5 / 6 + 1.0) / 2))
+    # In floating point a's (0.3 - 0.1) / 0.4 is just under b's 0.5, so that pair is ordered, not tied.
+    assert aucs["distance"] == pytest.approx((27.5 / 32, (4 / 6 + 1.0) / 2))
+
+
 def test_metric_prefix() -> None:
     metric = VideoProtocolAUC(cue_weights=MNAD_WEIGHTS, prefix="paper_")
     _feed(metric)

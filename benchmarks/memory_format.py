@@ -1,4 +1,4 @@
-"""Lite training steps on CPU with PyTorch's default (NCHW) and channels-last (NHWC) weights.
+"""Lite training steps on CPU with PyTorch's default (NCHW) and channels-last (NHWC) weights (and bf16).
 
 Every model's lite profile trains through anomalib's ``Engine`` on the shared Ped2 data (frame cache,
 batch 4, as ``ped2_accuracy.py``) for ``--warmup + --steps`` batches of its first epoch, once with
@@ -10,6 +10,7 @@ Adaptive-Clusterer stage.
 
     python benchmarks/memory_format.py
     python benchmarks/memory_format.py --models apn,cdda --steps 30
+    python benchmarks/memory_format.py --bf16    # also channels-last under ``precision="bf16-mixed"``
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from speed import ped2_datamodule  # noqa: E402
 MODELS = ("mnad", "dlan_ac", "lgn_net", "apn", "cdda")
 
 
-def seconds_per_step(name: str, channels_last: bool, warmup: int, steps: int, root: Path) -> float:
+def seconds_per_step(
+    name: str, channels_last: bool, warmup: int, steps: int, root: Path, precision: str = "32-true"
+) -> float:
     """Mean wall-clock seconds of training steps ``warmup .. warmup + steps`` of the lite profile's first epoch."""
     import lightning.pytorch as pl
     from anomalib.engine import Engine
@@ -57,6 +60,7 @@ def seconds_per_step(name: str, channels_last: bool, warmup: int, steps: int, ro
         engine = Engine(
             max_epochs=int(model_config_epochs(name)),
             limit_train_batches=warmup + steps,
+            precision=precision,
             limit_val_batches=0,
             num_sanity_val_steps=0,
             logger=False,
@@ -83,6 +87,9 @@ def main(argv: list[str] | None = None) -> Path:
         "--warmup", type=int, default=30, help="steps before the clock starts: every video decoded into the frame cache"
     )
     parser.add_argument("--steps", type=int, default=40, help="timed steps per model and layout")
+    parser.add_argument(
+        "--bf16", action="store_true", help="also time channels-last under Lightning's bf16-mixed training precision"
+    )
     args = parser.parse_args(argv)
     started_on = commit()
     logging.basicConfig(level=logging.WARNING)
@@ -103,6 +110,11 @@ def main(argv: list[str] | None = None) -> Path:
             "speedup": round(nchw / nhwc, 3),
             "time_saved_percent": round(100 * (1 - nhwc / nchw), 1),
         }
+        if args.bf16:
+            bf16 = seconds_per_step(name, True, args.warmup, args.steps, root, precision="bf16-mixed")
+            rows[name]["channels_last_bf16_seconds_per_step"] = round(bf16, 4)
+            rows[name]["bf16_speedup_over_channels_last"] = round(nhwc / bf16, 3)
+            print(f"{name}: channels-last bf16-mixed {bf16:.3f} s per step ({nhwc / bf16:.2f}x over FP32)")
         print(f"{name}: NCHW {nchw:.3f} s, channels-last {nhwc:.3f} s per step ({rows[name]['speedup']:.2f}x)")
     record = {
         "kind": "speed",

@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--data-root", type=Path, default=None, help="anomalib UCSDped root (default: materialise)")
     parser.add_argument("--work-dir", type=Path, default=REPO / ".cache" / "runs")
     parser.add_argument("--seed", type=int, default=None, help="override the config's model seed (repeat runs)")
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help="Lightning training precision, e.g. bf16-mixed (default: the config's trainer.precision, else 32-true);"
+        " scores are computed in FP32 either way",
+    )
     parser.add_argument("--tag", default="", help="suffix for the results file name")
     args = parser.parse_args(argv)
     started_on = commit()  # the code that runs is the code at start; edits during a long run do not count
@@ -74,6 +80,7 @@ def main(argv: list[str] | None = None) -> Path:
     cfg_path = model_config(args.model, args.profile)
     cfg = yaml.safe_load(cfg_path.read_text())
     epochs = args.epochs or int(cfg.get("trainer", {}).get("max_epochs", 1))
+    precision = str(args.precision or cfg.get("trainer", {}).get("precision", "32-true"))
     batch = args.batch_size or (PAPER_BATCH.get(args.model, 4) if args.profile == "paper" else 4)
     root = args.data_root or ensure_ped2()
 
@@ -93,7 +100,12 @@ def main(argv: list[str] | None = None) -> Path:
     work = args.work_dir / f"{args.model}_{args.profile}"
     timer = epoch_logger()
     engine = Engine(
-        max_epochs=epochs, check_val_every_n_epoch=epochs, default_root_dir=work, logger=False, callbacks=[timer]
+        max_epochs=epochs,
+        precision=precision,
+        check_val_every_n_epoch=epochs,
+        default_root_dir=work,
+        logger=False,
+        callbacks=[timer],
     )
     model.visualizer = None  # thousands of PNGs are not the point of an accuracy run
 
@@ -122,6 +134,7 @@ def main(argv: list[str] | None = None) -> Path:
         "config": str(cfg_path.relative_to(REPO)),
         "epochs": epochs,
         "train_batch_size": batch,
+        "precision": precision,
         "frame_cache": not args.no_frame_cache,
         "num_workers": args.num_workers,
         "seed": args.seed if args.seed is not None else cfg["model"]["init_args"].get("seed"),

@@ -49,16 +49,19 @@ def memory_update(items: Tensor, queries: Tensor, rescale: str = "code") -> Tens
     if rescale not in RESCALE_MODES:
         msg = f"rescale must be one of {RESCALE_MODES}, got {rescale!r}"
         raise ValueError(msg)
-    items, queries = items.detach(), queries.detach()
-    scores = queries @ items.t()  # (N, M)
-    nearest = F.one_hot(scores.argmax(dim=1), items.shape[0]).to(scores.dtype)  # (N, M)
-    votes = torch.softmax(scores, dim=0)  # over queries, per item
-    if rescale == "code":
-        votes = votes / votes.amax(dim=0, keepdim=True)
-    else:
-        own_max = (votes * nearest).amax(dim=0, keepdim=True)
-        votes = votes / own_max.clamp_min(torch.finfo(votes.dtype).tiny)
-    return F.normalize(items + (votes * nearest).t() @ queries, dim=1)
+    # The items are state that outlives the step: update them in their own precision (FP32), also when
+    # the step runs under mixed precision and the queries come in bf16.
+    items, queries = items.detach(), queries.detach().to(items.dtype)
+    with torch.autocast(items.device.type, enabled=False):
+        scores = queries @ items.t()  # (N, M)
+        nearest = F.one_hot(scores.argmax(dim=1), items.shape[0]).to(scores.dtype)  # (N, M)
+        votes = torch.softmax(scores, dim=0)  # over queries, per item
+        if rescale == "code":
+            votes = votes / votes.amax(dim=0, keepdim=True)
+        else:
+            own_max = (votes * nearest).amax(dim=0, keepdim=True)
+            votes = votes / own_max.clamp_min(torch.finfo(votes.dtype).tiny)
+        return F.normalize(items + (votes * nearest).t() @ queries, dim=1)
 
 
 class Memory(nn.Module):

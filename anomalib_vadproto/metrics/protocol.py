@@ -551,8 +551,7 @@ class ProtocolResult:
         labels = self.all_labels
         video_index = np.concatenate([np.full(len(v), i) for i, v in enumerate(self.labels)])
         return {
-            name: protocol_auc(labels, np.concatenate(values), video_index)
-            for name, values in self.cue_anomaly.items()
+            name: protocol_auc(labels, np.concatenate(values), video_index) for name, values in self.cue_anomaly.items()
         }
 
 

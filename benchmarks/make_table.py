@@ -37,8 +37,21 @@ def latest_accuracy() -> list[dict]:
 
 
 def profile_label(record: dict) -> str:
-    """The profile, with the tag of a tagged run (``ped2_accuracy.py --tag``, e.g. a repeat with another seed)."""
-    return f"{record['profile']} ({record['tag']})" if record.get("tag") else record["profile"]
+    """The profile, with the tag of a tagged run (``ped2_accuracy.py --tag``, e.g. a repeat with another seed).
+
+    Runs trained under mixed precision (``--precision bf16-mixed`` or the config's) say so.
+    """
+    label = f"{record['profile']} ({record['tag']})" if record.get("tag") else record["profile"]
+    precision = record.get("precision", "32-true")
+    return label if precision in ("32", "32-true") else f"{label}, {precision}"
+
+
+def cue_aucs(record: dict) -> str:
+    """Micro AUC of each cue alone (``cue_protocol_auc``; runs before it was recorded show a dash)."""
+    cues = record.get("cue_protocol_auc")
+    if not cues or len(cues) < 2:
+        return "–"
+    return ", ".join(f"{name} {value['micro']:.1f}" for name, value in sorted(cues.items()))
 
 
 def smoothed(record: dict) -> str:
@@ -49,16 +62,16 @@ def smoothed(record: dict) -> str:
 
 def accuracy_table(records: list[dict]) -> str:
     lines = [
-        "| model | profile | epochs | paper AUC | protocol AUC micro | macro | micro, smoothed | pooled AUROC"
-        " | train | test | device | command | results file |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | profile | epochs | paper AUC | protocol AUC micro | macro | micro, smoothed | each cue alone"
+        " | pooled AUROC | train | test | device | command | results file |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in records:
         lines.append(
             f"| {NAMES.get(r['model'], r['model'])} | {profile_label(r)} | {r['epochs']}"
             f" | {PAPER_PED2.get(r['model'], '–')}"
             f" | **{r['protocol_auc_micro']:.2f}** | {r['protocol_auc_macro']:.1f}"
-            f" | {smoothed(r)} | {r['pooled_auroc']:.1f}"
+            f" | {smoothed(r)} | {cue_aucs(r)} | {r['pooled_auroc']:.1f}"
             f" | {r['train_seconds'] / 60:.1f} min | {r['test_seconds'] / 60:.1f} min | {r['device']}"
             f" | `{r['command']}` | `{r['file']}` |"
         )

@@ -12,9 +12,10 @@ provides the pieces every model needs and anomalib 2.7 does not give video model
   and a 5-D, read-only export (:class:`~anomalib_vadproto.components.export.VideoExportMixin`).
 
 Mixed precision: every model trains under Lightning's ``bf16-mixed`` (``--trainer.precision
-bf16-mixed``), which on a CPU with bf16 instructions makes the convolutions of a lite step up to twice
-as fast (``python benchmarks/memory_format.py --bf16``); validation, test and predict always score
-in FP32.
+bf16-mixed``). On this project's 2-core CPU, which has bf16 instructions, a lite training step through
+the Engine is 1.04x (APN) to 1.49x (LGN-Net) faster than channels-last FP32 (``python
+benchmarks/memory_format.py --bf16``); on CPUs without them bf16 is emulated and slower. Validation,
+test and predict always score in FP32.
 """
 
 from __future__ import annotations
@@ -200,8 +201,9 @@ class VideoModelMixin(VideoExportMixin):
 
         Convolutions with channels-last weights return channels-last activations, so the whole network
         follows. On this project's 2-core CPU a lite training step through anomalib's ``Engine`` (data
-        loading included) is 1.17-1.30x faster (APN 1.30x, CDDA 1.25x, MNAD and LGN-Net 1.20x, DLAN-AC
-        1.17x; ``python benchmarks/memory_format.py``). The values are the same up to rounding; the
+        loading included) was 1.17-1.30x faster in one run of ``python benchmarks/memory_format.py``
+        (APN 1.30x, CDDA 1.25x, MNAD and LGN-Net 1.20x, DLAN-AC 1.17x) and 1.00-1.50x in another
+        (LGN-Net 1.00x, DLAN-AC 1.06x, MNAD 1.20x, APN 1.39x, CDDA 1.50x): 30-40 timed steps are noisy. The values are the same up to rounding; the
         parameters keep their identity, so the optimiser is unaffected.
         Set the class attribute ``channels_last_on_cpu = False`` to keep PyTorch's default layout.
         """

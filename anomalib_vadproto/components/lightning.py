@@ -224,7 +224,7 @@ class VideoModelMixin(VideoExportMixin):
         # Scores are computed in FP32 whatever the trainer's precision: under ``--trainer.precision
         # bf16-mixed`` only training runs in bf16 (PSNR differences of a fraction of a dB rank the frames).
         with torch.autocast(batch.image.device.type, enabled=False):
-            predictions, cues = self.model.score(batch.image.float())
+            predictions, cues = self.model.score(batch.image)
         if track and getattr(self, "protocol", None) is not None and batch.gt_label is not None:
             self.protocol.update(batch.video_path, batch.frames, batch.gt_label, cues)
             if getattr(self, "protocol_other", None) is not None:

@@ -109,13 +109,15 @@ class Cdda(VideoModelMixin, AnomalibModule):
     """
 
     architecture_hparams = ("num_input_frames", "image_size", "grayscale", "width", "num_clusters", "clustering")
-    # INT8_PTQ: the first quantisable layer back from every output stays FP32 (6 of the lite network's
-    # layers), the smallest depth at which the score ranks training clips like FP32 (Spearman 0.991; 0.942
-    # with none): python benchmarks/int8_scope.py --model cdda
-    # (benchmarks/results/int8_scope_cdda_lite_20261202T063825.json, on the 4 + 4 lite weights). On the
-    # 4 + 13 weights this depth costs 7.66 AUC points (speed_inference_lite_20261202T135323.json): to be
-    # chosen again on those weights.
-    int8_fp32_depth = 1
+    # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (43 of the lite network's
+    # 47), the smallest depth at which the score ranks training clips like FP32 on the 4 + 13 lite weights
+    # (Spearman 0.9987; depths 1 / 2 / 3: 0.905 / 0.968 / 0.971, AUC change -7.66 / -1.68 / -2.12; depth 4:
+    # -0.06): python benchmarks/int8_scope.py --model cdda --depths 1,2,4,8 and --depths 3
+    # (benchmarks/results/int8_scope_cdda_lite_20261202T163135.json, …T163323.json). The score multiplies
+    # two cluster distances by the reconstruction error, so INT8 rounding anywhere near the codes reorders
+    # frames; with so little left in INT8 the export is no faster than FP32 on this CPU (167 against 199
+    # clips/s in that sweep). On the 4 + 4 weights depth 1 had sufficed (…20261202T063825.json).
+    int8_fp32_depth = 4
 
     def __init__(
         self,

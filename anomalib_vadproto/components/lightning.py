@@ -203,8 +203,9 @@ class VideoModelMixin(VideoExportMixin):
         follows. On this project's 2-core CPU a lite training step through anomalib's ``Engine`` (data
         loading included) was 1.17-1.30x faster in one run of ``python benchmarks/memory_format.py``
         (APN 1.30x, CDDA 1.25x, MNAD and LGN-Net 1.20x, DLAN-AC 1.17x) and 1.00-1.50x in another
-        (LGN-Net 1.00x, DLAN-AC 1.06x, MNAD 1.20x, APN 1.39x, CDDA 1.50x): 30-40 timed steps are noisy. The values are the same up to rounding; the
-        parameters keep their identity, so the optimiser is unaffected.
+        (LGN-Net 1.00x, DLAN-AC 1.06x, MNAD 1.20x, APN 1.39x, CDDA 1.50x): 30-40 timed steps are noisy.
+        The values are the same up to rounding; the parameters keep their identity, so the optimiser is
+        unaffected.
         Set the class attribute ``channels_last_on_cpu = False`` to keep PyTorch's default layout.
         """
         if self.channels_last_on_cpu and self.device.type == "cpu":

@@ -21,12 +21,29 @@ PAPER_PED2 = {"mnad": 97.0, "dlan_ac": 97.6, "lgn_net": 97.1, "apn": "96.5 (98.2
 NAMES = {"mnad": "MNAD", "dlan_ac": "DLAN-AC", "lgn_net": "LGN-Net", "apn": "APN", "cdda": "CDDA"}
 
 
+def configured_epochs(model: str, profile: str) -> int | None:
+    """``trainer.max_epochs`` of the profile's config as it is now (``None`` without a config)."""
+    import yaml
+
+    path = REPO / "configs" / "model" / (f"{model}.yaml" if profile == "paper" else f"{model}_{profile}.yaml")
+    if not path.is_file():
+        return None
+    return yaml.safe_load(path.read_text()).get("trainer", {}).get("max_epochs")
+
+
 def latest_accuracy() -> list[dict]:
-    """The newest accuracy record per (model, profile, tag) on Ped2."""
+    """The newest accuracy record per (model, profile, tag) on Ped2 of the profile as configured now.
+
+    A run with another number of epochs than the config's (an earlier or discarded profile) stays in
+    the model README's history, not in the generated tables.
+    """
     latest: dict[tuple, dict] = {}
     for path in sorted(RESULTS.glob("accuracy_*.json")):
         record = json.loads(path.read_text())
         if record.get("dataset") != "ucsd_ped2":
+            continue
+        epochs = configured_epochs(record["model"], record["profile"])
+        if epochs is not None and record.get("epochs") != epochs:
             continue
         record["file"] = path.relative_to(REPO).as_posix()
         prefix = path.stem.rsplit("_", 1)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import platform
 import subprocess
@@ -29,6 +30,24 @@ def ensure_ped2(root: Path = DEFAULT_CACHE / "ucsd_ped2") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, str(MATERIALIZE), str(PED2_COMPACT), str(root)], check=True)
     return root
+
+
+def config_path(model: str, profile: str) -> Path:
+    """``configs/model/<model>.yaml`` for the paper profile, ``<model>_<profile>.yaml`` otherwise (may not exist)."""
+    name = model if profile == "paper" else f"{model}_{profile}"
+    return REPO / "configs" / "model" / f"{name}.yaml"
+
+
+@functools.cache
+def configured_epochs(model: str, profile: str) -> int | None:
+    """The profile config's ``trainer.max_epochs`` as it is now (``None`` without a config or a value)."""
+    import yaml
+
+    path = config_path(model, profile)
+    if not path.is_file():
+        return None
+    epochs = (yaml.safe_load(path.read_text()).get("trainer") or {}).get("max_epochs")
+    return None if epochs is None else int(epochs)
 
 
 def commit() -> str:

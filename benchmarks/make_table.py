@@ -13,22 +13,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS  # noqa: E402
+from common import REPO, RESULTS, configured_epochs  # noqa: E402
 
 # Published Ped2 frame-level micro AUC (spec/methods.md §6.1).
 # APN: 96.5 single-scale, 98.2 with the paper's "multi-scale testing" (absent from its code); both smoothed.
 PAPER_PED2 = {"mnad": 97.0, "dlan_ac": 97.6, "lgn_net": 97.1, "apn": "96.5 (98.2 multi-scale)", "cdda": 96.5}
 NAMES = {"mnad": "MNAD", "dlan_ac": "DLAN-AC", "lgn_net": "LGN-Net", "apn": "APN", "cdda": "CDDA"}
-
-
-def configured_epochs(model: str, profile: str) -> int | None:
-    """``trainer.max_epochs`` of the profile's config as it is now (``None`` without a config)."""
-    import yaml
-
-    path = REPO / "configs" / "model" / (f"{model}.yaml" if profile == "paper" else f"{model}_{profile}.yaml")
-    if not path.is_file():
-        return None
-    return yaml.safe_load(path.read_text()).get("trainer", {}).get("max_epochs")
 
 
 def latest_accuracy() -> list[dict]:

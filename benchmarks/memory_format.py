@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, ensure_ped2, write_result  # noqa: E402
+from common import commit, configured_epochs, ensure_ped2, write_result  # noqa: E402
 from ped2_accuracy import model_config  # noqa: E402
 from speed import ped2_datamodule  # noqa: E402
 
@@ -58,7 +58,7 @@ def seconds_per_step(
     clock = Clock()
     with tempfile.TemporaryDirectory() as work:
         engine = Engine(
-            max_epochs=int(model_config_epochs(name)),
+            max_epochs=configured_epochs(name, "lite"),  # staged models refuse fewer than their first stage
             limit_train_batches=warmup + steps,
             precision=precision,
             limit_val_batches=0,
@@ -70,13 +70,6 @@ def seconds_per_step(
         )
         engine.fit(model=model, datamodule=datamodule)
     return (clock.end - clock.start) / steps
-
-
-def model_config_epochs(name: str) -> int:
-    """The lite profile's ``trainer.max_epochs`` (staged models refuse fewer epochs than their first stage)."""
-    import yaml
-
-    return int(yaml.safe_load(model_config(name, "lite").read_text())["trainer"]["max_epochs"])
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -110,12 +103,12 @@ def main(argv: list[str] | None = None) -> Path:
             "speedup": round(nchw / nhwc, 3),
             "time_saved_percent": round(100 * (1 - nhwc / nchw), 1),
         }
+        print(f"{name}: NCHW {nchw:.3f} s, channels-last {nhwc:.3f} s per step ({rows[name]['speedup']:.2f}x)")
         if args.bf16:
             bf16 = seconds_per_step(name, True, args.warmup, args.steps, root, precision="bf16-mixed")
             rows[name]["channels_last_bf16_seconds_per_step"] = round(bf16, 4)
             rows[name]["bf16_speedup_over_channels_last"] = round(nhwc / bf16, 3)
             print(f"{name}: channels-last bf16-mixed {bf16:.3f} s per step ({nhwc / bf16:.2f}x over FP32)")
-        print(f"{name}: NCHW {nchw:.3f} s, channels-last {nhwc:.3f} s per step ({rows[name]['speedup']:.2f}x)")
     record = {
         "kind": "speed",
         "model": ",".join(names),

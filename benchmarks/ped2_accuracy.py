@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, commit, ensure_ped2, epoch_logger, write_result  # noqa: E402
+from common import REPO, commit, config_path, ensure_ped2, epoch_logger, write_result  # noqa: E402
 
 logger = logging.getLogger("ped2_accuracy")
 
@@ -37,8 +37,7 @@ PAPER_BATCH = {"mnad": 4, "dlan_ac": 8, "lgn_net": 8, "apn": 4, "cdda": 4}
 
 
 def model_config(model: str, profile: str) -> Path:
-    name = model if profile == "paper" else f"{model}_{profile}"
-    path = REPO / "configs" / "model" / f"{name}.yaml"
+    path = config_path(model, profile)
     if not path.is_file():
         raise SystemExit(f"No config {path}")
     return path

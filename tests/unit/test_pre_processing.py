@@ -38,3 +38,23 @@ def test_rgb_models_keep_three_channels():
 def test_bad_image_sizes_are_refused(size):
     with pytest.raises(ValueError, match="image_size must be"):
         video_pre_processor(size)
+
+
+@pytest.mark.parametrize("grayscale", [True, False])
+def test_the_export_path_resizes_frames_as_channels_with_the_same_pixels(grayscale):
+    pre_processor = video_pre_processor((16, 24), grayscale=grayscale)
+    clips = torch.rand(2, 5, 3, 40, 60, generator=torch.Generator().manual_seed(1))
+    exported = pre_processor(clips)  # forward: the graph that `anomalib export` traces
+    hooks = pre_processor.transform(clips)  # what anomalib's batch hooks apply in the Lightning loops
+    assert exported.shape == (2, 5, 1 if grayscale else 3, 16, 24)
+    torch.testing.assert_close(exported, hooks, rtol=0, atol=1e-6)
+    # a 4-D image batch goes through the transform unchanged in meaning
+    torch.testing.assert_close(pre_processor(clips[:, 0]), pre_processor.transform(clips[:, 0]), rtol=0, atol=1e-6)
+
+
+def test_the_pre_processor_keeps_a_checkpoint_safe_transform():
+    from anomalib.pre_processing.utils.spec import spec_to_transform, transform_to_spec
+
+    pre_processor = video_pre_processor((16, 24), grayscale=True)
+    restored = spec_to_transform(transform_to_spec(pre_processor.transform))
+    assert [type(t) for t in restored.transforms] == [type(t) for t in pre_processor.transform.transforms]

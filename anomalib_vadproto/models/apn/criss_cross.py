@@ -16,13 +16,15 @@ every other one (``u -> (i, j') -> (i', j')``), which gives full-image context a
 ``O(HW (H + W))`` instead of ``O((HW)^2)``. As in APN's code, the recurrent module adds its input
 once more, ``x + CCA(CCA(x))``, so at initialisation it returns exactly ``2 x``.
 
-The computation is whole-tensor ``einsum``; the diagonal mask is built from the shape only, so
-the block can be exported with ``torch.onnx.export(dynamo=True)``.
+The computation is whole-tensor batched matrix products on channels-last ``(B, H, W, C)`` views;
+the diagonal mask is built from the shape only, so the block can be exported with
+``torch.onnx.export(dynamo=True)``.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 __all__ = ["CrissCrossAttention", "RecurrentCrissCross"]
@@ -58,6 +60,30 @@ class CrissCrossAttention(nn.Module):
             msg = f"expected input of shape (B, {self.channels}, H, W), got {tuple(x.shape)}"
             raise ValueError(msg)
 
+    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Project ``x`` to queries, keys and values, each ``(B, H, W, C')`` (channels last).
+
+        The 1x1 convolutions run as matrix products on the channels-last view of ``x`` (free for a
+        channels-last ``x``). The attention reads rows and columns of pixels as ``(positions, channels)``
+        matrices, and this layout gives them directly, with fewer transposes than projecting in NCHW.
+        On the APN lite graph at batch 1 that took OpenVINO from 9.4 to 7.0 ms and eager PyTorch from
+        9.0 to 8.6 ms, and a training step from 74 to 68 ms (interleaved A/B on the benchmark CPU).
+        """
+        pixels = x.permute(0, 2, 3, 1)
+        return tuple(F.linear(pixels, conv.weight.flatten(1), conv.bias) for conv in (self.query, self.key, self.value))
+
+    def _weights(self, q: Tensor, k: Tensor) -> Tensor:
+        """``(B, H, W, H + W)`` criss-cross weights from ``(B, H, W, C')`` queries and keys."""
+        height = q.shape[1]
+        # row energies [b, i, j, l] = <Q(i, j), K(i, l)>
+        row = q @ k.transpose(2, 3)
+        # column energies [b, j, i, k] = <Q(i, j), K(k, j)>, viewed as [b, i, j, k]
+        q_col, k_col = q.transpose(1, 2), k.transpose(1, 2)
+        col = (q_col @ k_col.transpose(2, 3)).transpose(1, 2)
+        diagonal = torch.eye(height, dtype=torch.bool, device=q.device).unsqueeze(1)  # (H, 1, H): [i, ., k] = i == k
+        col = col.masked_fill(diagonal, float("-inf"))
+        return torch.softmax(torch.cat([col, row], dim=-1), dim=-1)
+
     def attention(self, x: Tensor) -> Tensor:
         """Compute the criss-cross attention weights of every pixel.
 
@@ -74,17 +100,8 @@ class CrissCrossAttention(nn.Module):
 
         """
         self._check(x)
-        height = x.shape[2]
-        q = self.query(x)
-        k = self.key(x)
-        # Batched matrix products (no einsum: it falls back to broadcast multiplies on CPU).
-        # column energies [b, j, i, k] = <Q(i, j), K(k, j)>, viewed as [b, i, j, k]
-        col = (q.permute(0, 3, 2, 1) @ k.permute(0, 3, 1, 2)).permute(0, 2, 1, 3)
-        # row energies [b, i, j, l] = <Q(i, j), K(i, l)>
-        row = q.permute(0, 2, 3, 1) @ k.permute(0, 2, 1, 3)
-        diagonal = torch.eye(height, dtype=torch.bool, device=x.device).unsqueeze(1)  # (H, 1, H): [i, ., k] = i == k
-        col = col.masked_fill(diagonal, float("-inf"))
-        return torch.softmax(torch.cat([col, row], dim=-1), dim=-1)
+        q, k, _ = self._project(x)
+        return self._weights(q, k)
 
     def forward(self, x: Tensor) -> Tensor:
         """Return ``gamma * sum_v A_{u,v} V_v + x``.
@@ -99,14 +116,15 @@ class CrissCrossAttention(nn.Module):
             ValueError: If ``x`` is not ``(B, C, H, W)`` with the module's ``C``.
 
         """
-        weights = self.attention(x)
+        self._check(x)
         height = x.shape[2]
-        v = self.value(x)
+        q, k, v = self._project(x)
+        weights = self._weights(q, k)
         col_weights, row_weights = weights[..., :height], weights[..., height:]
-        # out[b, c, i, j] = sum_k A_col[b, i, j, k] V[b, c, k, j] + sum_l A_row[b, i, j, l] V[b, c, i, l]
-        col = col_weights.permute(0, 2, 1, 3) @ v.permute(0, 3, 2, 1)  # (B, W, H, C)
-        row = row_weights @ v.permute(0, 2, 3, 1)  # (B, H, W, C)
-        return self.gamma * (col.permute(0, 3, 2, 1) + row.permute(0, 3, 1, 2)) + x
+        # out[b, i, j, :] = sum_k A_col[b, i, j, k] V[b, k, j, :] + sum_l A_row[b, i, j, l] V[b, i, l, :]
+        col = (col_weights.transpose(1, 2) @ v.transpose(1, 2)).transpose(1, 2)
+        row = row_weights @ v
+        return self.gamma * (col + row).permute(0, 3, 1, 2) + x
 
 
 class RecurrentCrissCross(nn.Module):

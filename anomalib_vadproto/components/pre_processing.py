@@ -15,11 +15,12 @@ class VideoPreProcessor(PreProcessor):
     ``forward`` (the exported graph, and :meth:`~anomalib_vadproto.components.export.VideoExportMixin.predict_clip`)
     runs each ``Resize`` of a ``(N, T, C, H, W)`` clip on its ``(N, T * C, H, W)`` view: the frames of
     a clip become the channels of one image instead of ``N * T`` images. A bilinear resize treats
-    channels independently, so the pixels are the same (a test checks it). OpenVINO's resize works on
-    blocks of channels and reorders its input into them: on ``N * T`` three-channel images that costs a
-    pass over the whole raw clip, on one image of ``3 T`` channels it does not. On the benchmark CPU,
-    resizing a clip of five 240x360 RGB frames to 128x128 takes 0.68 ms instead of 1.15 ms; the exported
-    lite graphs run 10-25% faster at batch 1. PyTorch resizes both views equally fast. The transform
+    channels independently, so the pixels are the same (a test checks it). OpenVINO resizes on blocks
+    of channels, into which it first reorders the raw clip; on the five lite exports, with Ped2 clips of
+    240x360 RGB frames, that reorder and the resize take 1.0-2.0 ms per clip on ``N * T`` images and
+    0.7-1.0 ms on the clip view, which makes the whole exported graph 1.06-1.20x faster at batch 1
+    (``benchmarks/openvino_profile.py``). PyTorch's ``predict_clip`` runs the same view, so eager and
+    exported pipelines compute the same graph. The transform
     itself stays anomalib's ``Compose`` of torchvision transforms, so checkpoints store and restore it
     as usual, and the Lightning loops apply it through anomalib's batch hooks.
     """

@@ -9,6 +9,7 @@ ONNX file) carries the model's :class:`~anomalib_vadproto.deploy.metadata.ModelM
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,19 +29,29 @@ class OpenVINOClipModel:
             scores match PyTorch), ``"bf16"`` or ``"f16"``, or ``None`` for the device's default.
             OpenVINO's CPU plugin defaults to bf16 on CPUs with bf16 instructions, which breaks parity
             with PyTorch; an INT8 export keeps its INT8 layers either way.
+        static_batches: How many batch sizes get a graph compiled for that size (static shapes,
+            compiled on first use, a second or so each); calls with further sizes run the exported
+            graph with its dynamic batch. OpenVINO plans memory and kernels once for a static shape
+            instead of at every call; ``0`` runs every call on the dynamic graph.
 
     Attributes:
         metadata: Clip length, sizes and cue fusion of the model.
         input_size: ``(H, W)`` of the frames the graph accepts.
         output_names: The graph's outputs.
+        compiled: The graph as exported (dynamic batch), compiled at load time.
 
     """
 
-    def __init__(self, path: str | Path, device: str = "CPU", precision: str | None = "f32") -> None:
+    def __init__(
+        self, path: str | Path, device: str = "CPU", precision: str | None = "f32", static_batches: int = 4
+    ) -> None:
         import openvino as ov
 
         if precision not in PRECISIONS:
             msg = f"precision must be one of {', '.join(map(str, PRECISIONS))}, got {precision!r}."
+            raise ValueError(msg)
+        if static_batches < 0:
+            msg = f"static_batches must be >= 0, got {static_batches}."
             raise ValueError(msg)
         path = Path(path)
         if not path.is_file():
@@ -58,8 +69,30 @@ class OpenVINOClipModel:
         self.metadata = self._read_metadata(model, path)
         check_metadata(self.metadata, int(dims[1]), self.input_size, path)
         config = {"INFERENCE_PRECISION_HINT": precision} if precision and device.upper() in ("CPU", "GPU") else {}
-        self.compiled = core.compile_model(model, device.upper(), config)
-        self.output_names = [output.get_any_name() for output in self.compiled.outputs]
+        self._core, self._model, self._device, self._config = core, model, device.upper(), config
+        self.static_batches = static_batches
+        self._static: dict[int, Any] = {}  # batch size -> graph compiled for it
+        self._dynamic: Any = None
+        self.output_names = [output.get_any_name() for output in model.outputs]
+        self.compiled = self._compile(None if dims[0] is None else dims[0])  # checks that the graph compiles
+
+    def _compile(self, batch: int | None) -> Any:  # noqa: ANN401
+        """Compile (once) the graph for ``batch`` clips (static shapes), or for any batch (``None``)."""
+        if batch is None:
+            if self._dynamic is None:
+                self._dynamic = self._core.compile_model(self._model, self._device, self._config)
+            return self._dynamic
+        if batch not in self._static:
+            model = self._model.clone()
+            model.reshape({model.input(0).get_any_name(): [batch, *self.input_shape[1:]]})
+            self._static[batch] = self._core.compile_model(model, self._device, self._config)
+        return self._static[batch]
+
+    def compiled_for(self, batch: int) -> Any:  # noqa: ANN401
+        """Return the compiled graph for ``batch`` clips: static for the first ``static_batches`` sizes seen."""
+        if batch in self._static or (self.input_shape[0] is None and len(self._static) < self.static_batches):
+            return self._compile(batch)
+        return self._compile(self.input_shape[0])
 
     @staticmethod
     def _read_metadata(model: object, path: Path) -> ModelMetadata:
@@ -80,5 +113,6 @@ class OpenVINOClipModel:
     def __call__(self, clips: np.ndarray) -> dict[str, np.ndarray]:
         """Score ``(N, T, 3, H, W)`` float32 clips in ``[0, 1]``; returns every output by name."""
         clips = check_clips(clips, self.clip_length, self.input_size)
-        results = self.compiled(clips)
-        return {name: results[output] for name, output in zip(self.output_names, self.compiled.outputs, strict=True)}
+        compiled = self.compiled_for(len(clips))
+        results = compiled(clips)
+        return {name: results[output] for name, output in zip(self.output_names, compiled.outputs, strict=True)}

@@ -76,6 +76,36 @@ def test_openvino_input_checks(fitted, tmp_path):
         OpenVINOClipModel(tmp_path / "missing.xml")
 
 
+def test_static_batch_graphs_match_the_dynamic_graph(fitted):
+    _, _, datamodule, work = fitted
+    xml = next((work / "export").rglob("model.xml"))
+    clips = torch.cat([batch.image for batch in datamodule.test_dataloader()])[:7].numpy()
+    dynamic = OpenVINOClipModel(xml, static_batches=0)
+    static = OpenVINOClipModel(xml, static_batches=2)
+    assert dynamic.compiled_for(3) is dynamic.compiled  # no static graphs: every call runs the exported one
+    expected = dynamic(clips)
+    # sizes 3 and 1 get their own static graphs, size 2 (a third size) runs on the dynamic graph
+    got = {name: np.concatenate(parts) for name, parts in _scored_in_batches(static, clips, (3, 1, 2, 1)).items()}
+    assert sorted(static._static) == [1, 3]
+    assert static.compiled_for(2) is static.compiled
+    assert static.compiled_for(3).input(0).get_partial_shape().is_static
+    for name in ("pred_score", "anomaly_map", "cue_psnr", "cue_feature_distance"):
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    with pytest.raises(ValueError, match="static_batches must be >= 0"):
+        OpenVINOClipModel(xml, static_batches=-1)
+
+
+def _scored_in_batches(model, clips, sizes):
+    outputs: dict[str, list[np.ndarray]] = {}
+    start = 0
+    for size in sizes:
+        for name, value in model(clips[start : start + size]).items():
+            outputs.setdefault(name, []).append(value)
+        start += size
+    assert start == len(clips)
+    return outputs
+
+
 def test_onnx_export_keeps_training_mode_and_state(fitted, tmp_path):
     model = fitted[0]
     model.train()

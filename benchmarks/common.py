@@ -19,6 +19,18 @@ DEFAULT_CACHE = REPO / ".cache"
 RESULTS = REPO / "benchmarks" / "results"
 
 
+MODELS = ("mnad", "dlan_ac", "lgn_net", "apn", "cdda")
+
+
+def parse_models(text: str) -> list[str]:
+    """The models named in a comma-separated ``--models`` value; exits with a message on unknown names."""
+    models = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        raise SystemExit(f"Unknown models {unknown}; choose from {list(MODELS)}.")
+    return models
+
+
 def ensure_ped2(root: Path = DEFAULT_CACHE / "ucsd_ped2") -> Path:
     """Materialise the shared UCSD Ped2 copy in anomalib's layout under ``root`` (once)."""
     marker = root / "UCSDped2" / "Test" / "Test012_gt"

@@ -24,11 +24,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, configured_epochs, ensure_ped2, write_result  # noqa: E402
+from common import MODELS, commit, configured_epochs, ensure_ped2, parse_models, write_result  # noqa: E402
 from ped2_accuracy import model_config  # noqa: E402
 from speed import ped2_datamodule  # noqa: E402
-
-MODELS = ("mnad", "dlan_ac", "lgn_net", "apn", "cdda")
 
 
 def seconds_per_step(
@@ -88,10 +86,7 @@ def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.WARNING)
     import torch
 
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(MODELS))
-    if unknown:
-        parser.error(f"unknown models {unknown}; choose from {list(MODELS)}")
+    names = parse_models(args.models)
     root = ensure_ped2()
     rows = {}
     for name in names:

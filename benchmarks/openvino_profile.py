@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, commit, write_result  # noqa: E402
-from speed import MODELS, PED2_SIZE, interleaved_median_seconds, latest_checkpoint, load_model  # noqa: E402
+from common import MODELS, REPO, commit, parse_models, write_result  # noqa: E402
+from speed import PED2_SIZE, interleaved_median_seconds, latest_checkpoint, load_model  # noqa: E402
 
 logger = logging.getLogger("openvino_profile")
 
@@ -92,10 +92,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     from anomalib_vadproto.deploy import OpenVINOClipModel
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(models) - set(MODELS))
-    if unknown:
-        raise SystemExit(f"Unknown models {unknown}; choose from {MODELS}.")
+    models = parse_models(args.models)
     per_model: dict[str, Any] = {}
     for name in models:
         checkpoint = latest_checkpoint(name, args.profile, args.work_dir)

@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, commit, ensure_ped2, write_result  # noqa: E402
+from common import MODELS, REPO, commit, ensure_ped2, parse_models, write_result  # noqa: E402
 from ped2_accuracy import PAPER_BATCH, model_config  # noqa: E402
 
 logger = logging.getLogger("speed")
-MODELS = ("mnad", "dlan_ac", "lgn_net", "apn", "cdda")
 PED2_SIZE = (240, 360)
 
 
@@ -315,10 +314,7 @@ def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(models) - set(MODELS))
-    if unknown:
-        raise SystemExit(f"Unknown models {unknown}; choose from {MODELS}.")
+    models = parse_models(args.models)
     batches = [int(b) for b in args.batches.split(",")]
     seconds = 0.5 if args.quick else args.seconds
     root = ensure_ped2()

@@ -84,12 +84,11 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     started_on = commit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    import openvino as ov
     import torch
     from anomalib.deploy import CompressionType
 
     from anomalib_vadproto.components.export import output_layers
-    from anomalib_vadproto.deploy import OpenVINOClipModel
+    from anomalib_vadproto.deploy import OpenVINOClipModel, openvino_core
 
     depths = [int(d) for d in args.depths.split(",")]
     checkpoint = latest_checkpoint(args.model, args.profile, args.work_dir)
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> Path:
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         irs = {"fp32": module.to_openvino(Path(tmp) / "fp32", input_size=PED2_SIZE)}
-        graph = ov.Core().read_model(str(irs["fp32"]))
+        graph = openvino_core().read_model(str(irs["fp32"]))
         total = len(output_layers(graph, 10_000))
         for depth in depths:
             module.int8_fp32_depth = depth

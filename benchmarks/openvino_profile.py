@@ -44,9 +44,9 @@ logger = logging.getLogger("openvino_profile")
 
 def layer_profile(xml: Path, clip: Any, calls: int, top: int) -> dict[str, Any]:  # noqa: ANN401
     """Per-operation-type and per-layer milliseconds of one inference, averaged over ``calls`` calls."""
-    import openvino as ov
+    from anomalib_vadproto.deploy import openvino_core
 
-    core = ov.Core()
+    core = openvino_core()
     model = core.read_model(xml)
     model.reshape({model.input(0).get_any_name(): list(clip.shape)})  # static shapes, as OpenVINOClipModel runs it
     compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True})

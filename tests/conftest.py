@@ -88,6 +88,27 @@ def run_cli(
     return proc
 
 
+@pytest.fixture
+def worker_processes():
+    """Let a test start DataLoader worker processes without leaving torch's SIGCHLD handler behind.
+
+    The first DataLoader with workers installs a process-wide Python SIGCHLD handler and never removes
+    it, so every later subprocess exit in the session runs a signal handler on the main thread's
+    alternate signal stack. That turned an OpenVINO signal-stack bug (see
+    :func:`anomalib_vadproto.deploy.openvino_core`) into a SIGSEGV of the whole session, tests after
+    the worker test. Restoring the previous handler keeps one test from changing how the rest of the
+    session handles child processes.
+    """
+    import signal
+
+    from torch.utils.data._utils import signal_handling
+
+    previous, was_set = signal.getsignal(signal.SIGCHLD), signal_handling._SIGCHLD_handler_set
+    yield
+    signal.signal(signal.SIGCHLD, previous if previous is not None else signal.SIG_DFL)
+    signal_handling._SIGCHLD_handler_set = was_set
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A tiny synthetic dataset in anomalib's UCSDped layout (2 train, 2 test videos of 16 frames)."""

@@ -24,7 +24,7 @@ from .normalization import (
     fuse_with_bounds,
     make_normalizer,
 )
-from .openvino import OpenVINOClipModel
+from .openvino import OpenVINOClipModel, openvino_core
 from .score import ScoreResult, score_source, write_outputs
 from .torch_model import TorchClipModel
 from .video_io import Frame, FrameFolderSource, VideoReadError, VideoSource, VideoWriter, open_source
@@ -54,6 +54,7 @@ __all__ = [
     "load_clip_model",
     "make_normalizer",
     "open_source",
+    "openvino_core",
     "score_source",
     "to_model_input",
     "write_outputs",

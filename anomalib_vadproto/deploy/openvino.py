@@ -8,6 +8,7 @@ ONNX file) carries the model's :class:`~anomalib_vadproto.deploy.metadata.ModelM
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,23 @@ from .clip_model import check_clips, check_metadata
 from .metadata import METADATA_KEY, ModelMetadata
 
 PRECISIONS = ("f32", "bf16", "f16", None)
+
+
+@functools.cache
+def openvino_core() -> Any:  # noqa: ANN401
+    """Return the process's one OpenVINO ``Core``, created on first use and kept until exit.
+
+    OpenVINO's documentation recommends one ``Core`` per application; here it is also a matter of
+    process health. In OpenVINO 2026.4 a ``Core`` that compiles for the CPU installs an alternate
+    signal stack on the calling thread and, when it is destroyed, puts back the stack that was there
+    before it. Two Cores destroyed in creation order (not reverse) leave the thread's alternate
+    signal stack pointing at freed memory, and the next signal whose handler runs on that stack
+    (a Python handler, such as the SIGCHLD handler torch's DataLoader installs) kills the process
+    with SIGSEGV. Every Core in this package is this one.
+    """
+    import openvino as ov
+
+    return ov.Core()
 
 
 class OpenVINOClipModel:
@@ -45,8 +63,6 @@ class OpenVINOClipModel:
     def __init__(
         self, path: str | Path, device: str = "CPU", precision: str | None = "f32", static_batches: int = 4
     ) -> None:
-        import openvino as ov
-
         if precision not in PRECISIONS:
             msg = f"precision must be one of {', '.join(map(str, PRECISIONS))}, got {precision!r}."
             raise ValueError(msg)
@@ -57,7 +73,7 @@ class OpenVINOClipModel:
         if not path.is_file():
             msg = f"No OpenVINO model at {path}: export one with `anomalib export --export_type openvino`."
             raise FileNotFoundError(msg)
-        core = ov.Core()
+        core = openvino_core()
         model = core.read_model(path)
         shape = model.input(0).get_partial_shape()
         dims = [dim.get_length() if dim.is_static else None for dim in shape]

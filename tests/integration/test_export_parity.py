@@ -7,7 +7,7 @@ from anomalib.deploy import ExportType
 from anomalib.engine import Engine
 
 from anomalib_vadproto import Mnad
-from anomalib_vadproto.deploy import OpenVINOClipModel
+from anomalib_vadproto.deploy import OpenVINOClipModel, openvino_core
 from tests.conftest import clip_datamodule
 
 pytestmark = pytest.mark.slow
@@ -117,7 +117,6 @@ def test_onnx_export_keeps_training_mode_and_state(fitted, tmp_path):
 
 
 def test_int8_ptq_keeps_the_layers_next_to_the_outputs_in_fp32(fitted, tmp_path):
-    import openvino as ov
     from anomalib.deploy import CompressionType
 
     from anomalib_vadproto.components.export import output_layers
@@ -125,7 +124,7 @@ def test_int8_ptq_keeps_the_layers_next_to_the_outputs_in_fp32(fitted, tmp_path)
     model, _, datamodule, _ = fitted
     fp32 = model.to_openvino(tmp_path / "fp32")
     int8 = model.to_openvino(tmp_path / "int8", compression_type=CompressionType.INT8_PTQ, datamodule=datamodule)
-    core = ov.Core()
+    core = openvino_core()
     kept = output_layers(core.read_model(str(fp32)), model.int8_fp32_depth)
     ops = {op.get_friendly_name(): op for op in core.read_model(str(int8)).get_ordered_ops()}
 

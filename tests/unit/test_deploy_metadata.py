@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ import torch
 from torch import nn
 
 from anomalib_vadproto.components.export import embed_metadata
-from anomalib_vadproto.deploy import METADATA_KEY, ModelMetadata, OpenVINOClipModel, load_clip_model
+from anomalib_vadproto.deploy import METADATA_KEY, ModelMetadata, OpenVINOClipModel, load_clip_model, openvino_core
 
 META = ModelMetadata(
     model="Mnad",
@@ -101,3 +104,39 @@ def test_load_clip_model_errors(tmp_path):
     (tmp_path / "model.tflite").write_bytes(b"x")
     with pytest.raises(ValueError, match="unknown model type '.tflite'"):
         load_clip_model(tmp_path / "model.tflite")
+
+
+def _alternate_signal_stack_is_usable() -> bool:
+    """Whether this thread's alternate signal stack is disabled or lies in mapped memory (Linux)."""
+    import ctypes
+
+    class StackT(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    stack, ss_disable = StackT(), 2
+    assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack)) == 0
+    if stack.ss_flags & ss_disable:
+        return True
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        low, high = (int(bound, 16) for bound in line.split()[0].split("-"))
+        if low <= stack.ss_sp and stack.ss_sp + stack.ss_size <= high:
+            return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads the memory map of a Linux process")
+def test_clip_models_freed_in_creation_order_leave_a_usable_signal_stack(tiny_onnx, tmp_path):
+    # An OpenVINO Core that compiles installs an alternate signal stack and, when destroyed, restores
+    # the one before it; two Cores freed in creation order left the stack in freed memory, and the
+    # next Python signal handler (torch's SIGCHLD handler) crashed the process with SIGSEGV.
+    path = tmp_path / "model.onnx"
+    shutil.copy(tiny_onnx, path)
+    embed_metadata(path, META)
+    first, second = OpenVINOClipModel(path), OpenVINOClipModel(path, static_batches=1)
+    assert first._core is second._core is openvino_core()
+    second(np.ones((2, 5, 3, 24, 40), dtype=np.float32))  # compiles a static graph too
+    del first
+    gc.collect()
+    del second
+    gc.collect()
+    assert _alternate_signal_stack_is_usable()

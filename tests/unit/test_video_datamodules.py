@@ -6,6 +6,7 @@ import dataclasses
 import pickle
 import random
 import shutil
+import signal
 from pathlib import Path
 
 import av
@@ -220,7 +221,7 @@ def test_corrupt_video_raises_an_error_naming_the_file(avenue_root, tmp_path) ->
 
 
 @pytest.mark.timeout(120)  # a decoder freed in a forked worker deadlocks
-def test_indexer_survives_pickling_and_worker_processes(avenue_root) -> None:
+def test_indexer_survives_pickling_and_worker_processes(avenue_root, worker_processes) -> None:
     datamodule = avenue(avenue_root, eval_batch_size=8)
     test = datamodule.test_data
     expected = [test[i].image for i in range(len(test))]  # the main process now holds an open reader
@@ -229,6 +230,7 @@ def test_indexer_survives_pickling_and_worker_processes(avenue_root) -> None:
     datamodule.num_workers = 1
     images = torch.cat([batch.image for batch in datamodule.test_dataloader()])
     assert torch.equal(images, torch.stack(expected))
+    assert callable(signal.getsignal(signal.SIGCHLD))  # torch's handler, removed again by worker_processes
 
 
 # ----------------------------------------------------------------------------------------- ShanghaiTech

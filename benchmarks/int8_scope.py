@@ -5,7 +5,7 @@ FP32; ``anomalib_vadproto.components.export.output_layers``) the model's lite-ru
 with ``INT8_PTQ`` (calibrated on 300 training clips) and measured three ways:
 
 * **agreement with FP32 on training clips** (no labels, no test data): the Spearman rank correlation
-  of every cue between the INT8 and the FP32 export over evenly spaced Ped2 training clips, and the
+  of every weighted cue (zero-weight diagnostic cues are skipped) between the INT8 and the FP32 export over evenly spaced Ped2 training clips, and the
   smallest of them; this is what picks a model's depth;
 * the **protocol micro AUC change** on the Ped2 test set against PyTorch's read-only scores;
 * INT8 **clips per second** at batch 1 (raw 240x360 frames, as ``speed.py``).
@@ -124,8 +124,10 @@ def main(argv: list[str] | None = None) -> Path:
             speed[name] = round(1.0 / median_seconds(lambda m=model: m(clips), args.seconds), 2)
         cues = training_cues(irs, datamodule, 16 if args.quick else args.train_clips)
         auc = export_auc(module, irs, datamodule, limit=3 if args.quick else None)
+    # The cues the score is fused from; zero-weight cues (CDDA's score factors) are diagnostics only.
+    weighted = sorted(cue for cue, weight in module.protocol.cue_weights.items() if weight > 0)
     for name, row in rows.items():
-        rho = {cue: round(spearman(cues[name][cue], cues["fp32"][cue]), 5) for cue in cues["fp32"]}
+        rho = {cue: round(spearman(cues[name][cue], cues["fp32"][cue]), 5) for cue in weighted}
         row.update(
             {
                 "spearman_vs_fp32_train": rho,

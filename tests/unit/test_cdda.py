@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback
 
 from anomalib_vadproto import Cdda
 from anomalib_vadproto.components.clip import ClipShapeError
+from anomalib_vadproto.metrics.protocol import fuse_cues
 from anomalib_vadproto.models.cdda import CddaModel, DeepKMeans, VarianceAttention, fit_kmeans
 from anomalib_vadproto.models.cdda.torch_model import CddaOutput
 from tests.conftest import clip_datamodule
@@ -207,6 +208,35 @@ def test_score_before_the_centres_uses_the_reconstruction_error_alone():
         _, cues = model.score(clip())
         error = model._forward(clip()).reconstruction_error_map().mean(dim=(1, 2, 3))
     torch.testing.assert_close(cues["regularity"], 1.0 / (error + 1e-12))
+    torch.testing.assert_close(cues["reconstruction"], error)
+    assert not cues["motion_distance"].any() and not cues["appearance_distance"].any()
+
+
+@pytest.mark.parametrize("clustering", ["separate", "joint"])
+def test_diagnostic_cues_are_the_factors_of_the_product(clustering):
+    model = initialised(tiny_model(clustering=clustering)).eval()
+    with torch.no_grad():
+        _, cues = model.score(clip())
+    names = {"separate": ("reconstruction", "motion_distance", "appearance_distance")}
+    assert model.diagnostic_cues == names.get(clustering, ("reconstruction", "joint_distance"))
+    assert set(cues) == {"regularity", *model.diagnostic_cues}
+    product = torch.stack([cues[name] for name in model.diagnostic_cues]).prod(dim=0)
+    assert (product > 0).all()
+    torch.testing.assert_close(cues["regularity"], 1.0 / (product + 1e-12))
+
+
+def test_diagnostic_cues_have_zero_weight_and_leave_the_protocol_auc_unchanged():
+    lightning = Cdda(image_size=(32, 32), width=2, num_clusters=4, ae_epochs=1)
+    weights = lightning.protocol.cue_weights
+    assert weights == {"regularity": 1.0, "reconstruction": 0.0, "motion_distance": 0.0, "appearance_distance": 0.0}
+    rng = np.random.default_rng(0)
+    labels = np.tile([0, 0, 0, 1, 1, 0, 0, 0], 2)
+    video_index = np.repeat([0, 1], 8)
+    regularity = rng.random(16) + 0.5 * (1 - labels)
+    noise = {name: rng.random(16) for name in lightning.model.diagnostic_cues}  # uninformative
+    fused = fuse_cues({"regularity": regularity, **noise}, video_index, weights, ("regularity",))
+    alone = fuse_cues({"regularity": regularity}, video_index, {"regularity": 1.0}, ("regularity",))
+    np.testing.assert_array_equal(fused, alone)
 
 
 def test_joint_clustering_uses_one_centre_set_on_the_concatenation():

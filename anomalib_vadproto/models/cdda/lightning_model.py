@@ -196,7 +196,11 @@ class Cdda(VideoModelMixin, AnomalibModule):
         self.kmeans_info: dict[str, dict[str, float]] = {}
         self._samples: dict[str, list[Tensor]] = {}
         self._epoch_start = 0.0
-        self.setup_protocol({"regularity": 1.0}, normal_cues=("regularity",))
+        # The score's factors ride along with weight 0: they leave the fused score unchanged and give
+        # each factor's own protocol AUC (``ProtocolResult.cue_auc``, the benchmarks' "each cue alone").
+        self.setup_protocol(
+            {"regularity": 1.0, **dict.fromkeys(self.model.diagnostic_cues, 0.0)}, normal_cues=("regularity",)
+        )
 
     @staticmethod
     def _check_arguments(

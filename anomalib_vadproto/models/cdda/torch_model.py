@@ -394,20 +394,34 @@ class CddaModel(nn.Module):
 
         Returns:
             ``InferenceBatch(pred_score=log(p + ε), anomaly_map=(B, 1, H, W) whose mean is p)`` and the
-            cue ``{"regularity": 1 / (p + ε)}`` (high means normal; min-max normalised per video, eq. 15).
+            cues: ``"regularity"`` ``1 / (p + ε)`` (the score: high means normal; min-max normalised per
+            video, eq. 15) and the factors of the product, each ``(B,)`` and anomalous when high, for
+            diagnostics (:attr:`diagnostic_cues`): ``"reconstruction"`` ``E_rec`` and
+            ``"<clustering>_distance"`` the mean soft-assigned distance (zeros before the centres exist).
 
         """
         out = self._forward(clip)
         error = out.reconstruction_error_map()  # (B, 1, H, W)
+        reconstruction = error.mean(dim=(1, 2, 3))
+        cues = {"reconstruction": reconstruction}
         anomaly_map = error
         if self.alternating:
             maps = self.distance_maps(out.features)
+            distances = {name: m.mean(dim=(1, 2)) for name, m in maps.items()}
             if self.score_form == "product":
-                factor = torch.stack([m.mean(dim=(1, 2)) for m in maps.values()]).prod(dim=0)
+                factor = torch.stack(list(distances.values())).prod(dim=0)
                 anomaly_map = error * factor.reshape(-1, 1, 1, 1)
             else:
                 for m in maps.values():
                     anomaly_map = anomaly_map * F.interpolate(m.unsqueeze(1), size=error.shape[-2:], mode="nearest")
+        else:
+            distances = dict.fromkeys(self.clusters, torch.zeros_like(reconstruction))
+        cues.update({f"{name}_distance": value for name, value in distances.items()})
         product = anomaly_map.mean(dim=(1, 2, 3))
         batch = InferenceBatch(pred_score=torch.log(product + self.eps), anomaly_map=anomaly_map)
-        return batch, {"regularity": 1.0 / (product + self.eps)}
+        return batch, {"regularity": 1.0 / (product + self.eps), **cues}
+
+    @property
+    def diagnostic_cues(self) -> tuple[str, ...]:
+        """Names of the score's factors that :meth:`score` also returns (zero weight in the protocol)."""
+        return ("reconstruction", *(f"{name}_distance" for name in self.clusters))

@@ -5,8 +5,9 @@ FP32; ``anomalib_vadproto.components.export.output_layers``) the model's lite-ru
 with ``INT8_PTQ`` (calibrated on 300 training clips) and measured three ways:
 
 * **agreement with FP32 on training clips** (no labels, no test data): the Spearman rank correlation
-  of every weighted cue (zero-weight diagnostic cues are skipped) between the INT8 and the FP32 export over evenly spaced Ped2 training clips, and the
-  smallest of them; this is what picks a model's depth;
+  of every weighted cue (zero-weight diagnostic cues are skipped) between the INT8 and the FP32
+  export over evenly spaced Ped2 training clips, and the smallest of them; this is what picks a
+  model's depth;
 * the **protocol micro AUC change** on the Ped2 test set against PyTorch's read-only scores;
 * INT8 **clips per second** at batch 1 (raw 240x360 frames, as ``speed.py``).
 

@@ -209,6 +209,7 @@ def test_score_before_the_centres_uses_the_reconstruction_error_alone():
         error = model._forward(clip()).reconstruction_error_map().mean(dim=(1, 2, 3))
     torch.testing.assert_close(cues["regularity"], 1.0 / (error + 1e-12))
     torch.testing.assert_close(cues["reconstruction"], error)
+    torch.testing.assert_close(cues["regularity_pixelwise"], cues["regularity"])
     assert not cues["motion_distance"].any() and not cues["appearance_distance"].any()
 
 
@@ -218,23 +219,36 @@ def test_diagnostic_cues_are_the_factors_of_the_product(clustering):
     with torch.no_grad():
         _, cues = model.score(clip())
     names = {"separate": ("reconstruction", "motion_distance", "appearance_distance")}
-    assert model.diagnostic_cues == names.get(clustering, ("reconstruction", "joint_distance"))
-    assert set(cues) == {"regularity", *model.diagnostic_cues}
-    product = torch.stack([cues[name] for name in model.diagnostic_cues]).prod(dim=0)
+    assert model.score_factors == names.get(clustering, ("reconstruction", "joint_distance"))
+    assert set(cues) == {"regularity", "regularity_pixelwise", *model.score_factors}
+    product = torch.stack([cues[name] for name in model.score_factors]).prod(dim=0)
     assert (product > 0).all()
     torch.testing.assert_close(cues["regularity"], 1.0 / (product + 1e-12))
+
+
+def test_each_score_form_reports_the_other_as_a_variant():
+    product, pixelwise = (initialised(tiny_model(score=form)).eval() for form in ("product", "pixelwise"))
+    pixelwise.load_state_dict(product.state_dict())
+    with torch.no_grad():
+        _, product_cues = product.score(clip())
+        _, pixelwise_cues = pixelwise.score(clip())
+    torch.testing.assert_close(product_cues["regularity_pixelwise"], pixelwise_cues["regularity"])
+    torch.testing.assert_close(pixelwise_cues["regularity_product"], product_cues["regularity"])
+    assert not torch.allclose(product_cues["regularity"], pixelwise_cues["regularity"])  # two different scores
 
 
 def test_diagnostic_cues_have_zero_weight_and_leave_the_protocol_auc_unchanged():
     lightning = Cdda(image_size=(32, 32), width=2, num_clusters=4, ae_epochs=1)
     weights = lightning.protocol.cue_weights
-    assert weights == {"regularity": 1.0, "reconstruction": 0.0, "motion_distance": 0.0, "appearance_distance": 0.0}
+    diagnostics = ("reconstruction", "motion_distance", "appearance_distance", "regularity_pixelwise")
+    assert weights == {"regularity": 1.0, **dict.fromkeys(diagnostics, 0.0)}
+    assert set(lightning.protocol.normal_cues) == {"regularity", "regularity_pixelwise"}
     rng = np.random.default_rng(0)
     labels = np.tile([0, 0, 0, 1, 1, 0, 0, 0], 2)
     video_index = np.repeat([0, 1], 8)
     regularity = rng.random(16) + 0.5 * (1 - labels)
     noise = {name: rng.random(16) for name in lightning.model.diagnostic_cues}  # uninformative
-    fused = fuse_cues({"regularity": regularity, **noise}, video_index, weights, ("regularity",))
+    fused = fuse_cues({"regularity": regularity, **noise}, video_index, weights, lightning.protocol.normal_cues)
     alone = fuse_cues({"regularity": regularity}, video_index, {"regularity": 1.0}, ("regularity",))
     np.testing.assert_array_equal(fused, alone)
 

@@ -394,34 +394,50 @@ class CddaModel(nn.Module):
 
         Returns:
             ``InferenceBatch(pred_score=log(p + ε), anomaly_map=(B, 1, H, W) whose mean is p)`` and the
-            cues: ``"regularity"`` ``1 / (p + ε)`` (the score: high means normal; min-max normalised per
-            video, eq. 15) and the factors of the product, each ``(B,)`` and anomalous when high, for
-            diagnostics (:attr:`diagnostic_cues`): ``"reconstruction"`` ``E_rec`` and
-            ``"<clustering>_distance"`` the mean soft-assigned distance (zeros before the centres exist).
+            cues, each ``(B,)``: ``"regularity"`` ``1 / (p + ε)``, the score (high means normal;
+            min-max normalised per video, eq. 15), and the diagnostics of :attr:`diagnostic_cues`: the
+            factors of the product, anomalous when high (``"reconstruction"`` ``E_rec`` and
+            ``"<clustering>_distance"`` the mean soft-assigned distance, zeros before the centres exist),
+            and the other score form's regularity (``"regularity_pixelwise"`` or
+            ``"regularity_product"``), the spec's logged variant.
 
         """
         out = self._forward(clip)
         error = out.reconstruction_error_map()  # (B, 1, H, W)
         reconstruction = error.mean(dim=(1, 2, 3))
-        cues = {"reconstruction": reconstruction}
-        anomaly_map = error
+        maps = {"product": error, "pixelwise": error}
         if self.alternating:
-            maps = self.distance_maps(out.features)
-            distances = {name: m.mean(dim=(1, 2)) for name, m in maps.items()}
-            if self.score_form == "product":
-                factor = torch.stack(list(distances.values())).prod(dim=0)
-                anomaly_map = error * factor.reshape(-1, 1, 1, 1)
-            else:
-                for m in maps.values():
-                    anomaly_map = anomaly_map * F.interpolate(m.unsqueeze(1), size=error.shape[-2:], mode="nearest")
+            distance_maps = self.distance_maps(out.features)
+            distances = {name: m.mean(dim=(1, 2)) for name, m in distance_maps.items()}
+            factor = torch.stack(list(distances.values())).prod(dim=0)
+            maps["product"] = error * factor.reshape(-1, 1, 1, 1)
+            for m in distance_maps.values():
+                up = F.interpolate(m.unsqueeze(1), size=error.shape[-2:], mode="nearest")
+                maps["pixelwise"] = maps["pixelwise"] * up
         else:
             distances = dict.fromkeys(self.clusters, torch.zeros_like(reconstruction))
-        cues.update({f"{name}_distance": value for name, value in distances.items()})
+        anomaly_map = maps[self.score_form]
         product = anomaly_map.mean(dim=(1, 2, 3))
+        other = maps[self.other_score_form].mean(dim=(1, 2, 3))
         batch = InferenceBatch(pred_score=torch.log(product + self.eps), anomaly_map=anomaly_map)
-        return batch, {"regularity": 1.0 / (product + self.eps), **cues}
+        return batch, {
+            "regularity": 1.0 / (product + self.eps),
+            "reconstruction": reconstruction,
+            **{f"{name}_distance": value for name, value in distances.items()},
+            f"regularity_{self.other_score_form}": 1.0 / (other + self.eps),
+        }
+
+    @property
+    def other_score_form(self) -> str:
+        """The score form not in use (``"pixelwise"`` or ``"product"``), returned as a diagnostic cue."""
+        return next(form for form in SCORES if form != self.score_form)
+
+    @property
+    def score_factors(self) -> tuple[str, ...]:
+        """Cue names of the product's factors: ``"reconstruction"`` and one distance per clustering."""
+        return ("reconstruction", *(f"{name}_distance" for name in self.clusters))
 
     @property
     def diagnostic_cues(self) -> tuple[str, ...]:
-        """Names of the score's factors that :meth:`score` also returns (zero weight in the protocol)."""
-        return ("reconstruction", *(f"{name}_distance" for name in self.clusters))
+        """Cues :meth:`score` returns beside ``"regularity"`` (weight 0 in the protocol)."""
+        return (*self.score_factors, f"regularity_{self.other_score_form}")

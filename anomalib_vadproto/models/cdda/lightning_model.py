@@ -198,10 +198,9 @@ class Cdda(VideoModelMixin, AnomalibModule):
         self._epoch_start = 0.0
         # The score's factors and the other score form ride along with weight 0: they leave the fused
         # score unchanged and give each their own protocol AUC (``ProtocolResult.cue_auc``).
-        variant = f"regularity_{self.model.other_score_form}"
         self.setup_protocol(
             {"regularity": 1.0, **dict.fromkeys(self.model.diagnostic_cues, 0.0)},
-            normal_cues=("regularity", variant),
+            normal_cues=("regularity", self.model.variant_cue),
         )
 
     @staticmethod

@@ -424,13 +424,18 @@ class CddaModel(nn.Module):
             "regularity": 1.0 / (product + self.eps),
             "reconstruction": reconstruction,
             **{f"{name}_distance": value for name, value in distances.items()},
-            f"regularity_{self.other_score_form}": 1.0 / (other + self.eps),
+            self.variant_cue: 1.0 / (other + self.eps),
         }
 
     @property
     def other_score_form(self) -> str:
-        """The score form not in use (``"pixelwise"`` or ``"product"``), returned as a diagnostic cue."""
+        """The score form not in use (``"pixelwise"`` or ``"product"``)."""
         return next(form for form in SCORES if form != self.score_form)
+
+    @property
+    def variant_cue(self) -> str:
+        """Cue name of the other score form's regularity (high means normal, like ``"regularity"``)."""
+        return f"regularity_{self.other_score_form}"
 
     @property
     def score_factors(self) -> tuple[str, ...]:
@@ -440,4 +445,4 @@ class CddaModel(nn.Module):
     @property
     def diagnostic_cues(self) -> tuple[str, ...]:
         """Cues :meth:`score` returns beside ``"regularity"`` (weight 0 in the protocol)."""
-        return (*self.score_factors, f"regularity_{self.other_score_form}")
+        return (*self.score_factors, self.variant_cue)

@@ -62,6 +62,37 @@ def configured_epochs(model: str, profile: str) -> int | None:
     return None if epochs is None else int(epochs)
 
 
+def settings(text: str) -> tuple[Any, Any]:
+    """The settings of a model config's YAML ``text``: its model ``init_args`` and ``trainer.max_epochs``."""
+    import yaml
+
+    config = yaml.safe_load(text) or {}
+    return (config.get("model") or {}).get("init_args"), (config.get("trainer") or {}).get("max_epochs")
+
+
+@functools.cache
+def configured_at(model: str, profile: str, revision: str) -> bool | None:
+    """Whether the profile config at git ``revision`` has the same settings as now (comments aside).
+
+    ``None`` when it cannot be told: no config now, no git, or a revision (``unknown``) git does not know.
+    A ``-dirty`` suffix is dropped: such a run used its commit's config plus uncommitted edits.
+    """
+    path = config_path(model, profile)
+    if not path.is_file():
+        return None
+    try:
+        then = subprocess.run(
+            ["git", "show", f"{revision.removesuffix('-dirty')}:{path.relative_to(REPO).as_posix()}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return settings(then.stdout) == settings(path.read_text())
+
+
 def commit() -> str:
     """The current commit (with ``-dirty`` when the tree has uncommitted changes)."""
     try:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, configured_epochs  # noqa: E402
+from common import REPO, RESULTS, configured_at, configured_epochs  # noqa: E402
 
 # Published Ped2 frame-level micro AUC (spec/methods.md §6.1).
 # APN: 96.5 single-scale, 98.2 with the paper's "multi-scale testing" (absent from its code); both smoothed.
@@ -24,8 +24,9 @@ NAMES = {"mnad": "MNAD", "dlan_ac": "DLAN-AC", "lgn_net": "LGN-Net", "apn": "APN
 def latest_accuracy() -> list[dict]:
     """The newest accuracy record per (model, profile, tag) on Ped2 of the profile as configured now.
 
-    A run with another number of epochs than the config's (an earlier or discarded profile) stays in
-    the model README's history, not in the generated tables.
+    A run with another number of epochs than the config's, or made when the config's settings differed
+    from today's (an earlier or discarded profile), stays in the model README's history, not in the
+    generated tables.
     """
     latest: dict[tuple, dict] = {}
     for path in sorted(RESULTS.glob("accuracy_*.json")):
@@ -34,6 +35,8 @@ def latest_accuracy() -> list[dict]:
             continue
         epochs = configured_epochs(record["model"], record["profile"])
         if epochs is not None and record.get("epochs") != epochs:
+            continue
+        if configured_at(record["model"], record["profile"], record.get("commit", "unknown")) is False:
             continue
         record["file"] = path.relative_to(REPO).as_posix()
         prefix = path.stem.rsplit("_", 1)[0]

@@ -53,12 +53,10 @@ def config_path(model: str, profile: str) -> Path:
 @functools.cache
 def configured_epochs(model: str, profile: str) -> int | None:
     """The profile config's ``trainer.max_epochs`` as it is now (``None`` without a config or a value)."""
-    import yaml
-
     path = config_path(model, profile)
     if not path.is_file():
         return None
-    epochs = (yaml.safe_load(path.read_text()).get("trainer") or {}).get("max_epochs")
+    _, epochs = settings(path.read_text())
     return None if epochs is None else int(epochs)
 
 

@@ -159,6 +159,17 @@ def test_fit_kmeans_finds_well_separated_clusters():
         fit_kmeans(torch.full((10, 3), float("nan")), 3)
 
 
+def test_kmeans_restarts_keep_the_lowest_inertia_seeding():
+    # Uniform points have many local minima: every best-of-10 beats the single seeding it starts from.
+    samples = torch.rand(300, 4, generator=torch.Generator().manual_seed(0))
+    for seed in range(4):
+        _, single = fit_kmeans(samples, 12, seed=seed)
+        centres, best = fit_kmeans(samples, 12, seed=seed, restarts=10)
+        assert best < single
+        assert centres.shape == (12, 4)
+        assert fit_kmeans(samples, 12, seed=seed, restarts=10)[1] == best  # reproducible
+
+
 def test_deep_kmeans_refuses_bad_arguments():
     with pytest.raises(ValueError, match="distance"):
         DeepKMeans(4, 8, distance="cosine")
@@ -363,7 +374,7 @@ def test_stage_switch_sets_the_centres_to_the_kmeans_result():
     model.start_alternating()
     assert model.model.alternating and int(model.model.stage) == 1
     for name, value in samples.items():
-        expected, inertia = fit_kmeans(value, 4, max_iter=100, seed=0)
+        expected, inertia = fit_kmeans(value, 4, max_iter=100, seed=0, restarts=model.kmeans_restarts)
         torch.testing.assert_close(model.model.clusters[name].centres.detach(), expected)
         assert model.kmeans_info[name] == {"samples": 300, "inertia": pytest.approx(inertia)}
     assert model._samples == {}
@@ -418,6 +429,7 @@ def test_bad_clips_fail_clearly(bad, match):
         ({"image_size": (40, 32)}, "multiples of 16"),
         ({"kmeans_samples": 3}, "kmeans_samples"),
         ({"kmeans_max_iter": 0}, "kmeans_max_iter"),
+        ({"kmeans_restarts": 0}, "kmeans_restarts"),
         ({"cluster_reduction": "median"}, "cluster_reduction"),
         ({"centre_step": "all"}, "centre_step"),
         ({"clustering": "shared"}, "clustering"),

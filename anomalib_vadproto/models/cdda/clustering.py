@@ -100,14 +100,17 @@ class DeepKMeans(nn.Module):
         self.centres.copy_(centres.to(self.centres))
 
 
-def fit_kmeans(samples: Tensor, num_clusters: int, max_iter: int = 100, seed: int = 0) -> tuple[Tensor, float]:
-    """k-means++ (scikit-learn, one initialisation) on ``(N, D)`` samples.
+def fit_kmeans(
+    samples: Tensor, num_clusters: int, max_iter: int = 100, seed: int = 0, restarts: int = 1
+) -> tuple[Tensor, float]:
+    """k-means++ (scikit-learn) on ``(N, D)`` samples, the best of ``restarts`` initialisations.
 
     Args:
         samples: Feature vectors, normalised as at training time.
         num_clusters: ``K``.
         max_iter: Bound on Lloyd iterations (keeps the CPU profile fast).
         seed: ``random_state`` of the k-means++ seeding.
+        restarts: Independent k-means++ seedings; the one with the lowest inertia is kept.
 
     Returns:
         ``(centres (K, D) float32 on the samples' device, inertia)``.
@@ -128,7 +131,7 @@ def fit_kmeans(samples: Tensor, num_clusters: int, max_iter: int = 100, seed: in
     if not np.isfinite(data).all():
         msg = "The features gathered for k-means contain NaN or infinite values (did pre-training diverge?)."
         raise ValueError(msg)
-    kmeans = KMeans(n_clusters=num_clusters, init="k-means++", n_init=1, max_iter=max_iter, random_state=seed)
+    kmeans = KMeans(n_clusters=num_clusters, init="k-means++", n_init=restarts, max_iter=max_iter, random_state=seed)
     kmeans.fit(data)
     centres = torch.from_numpy(kmeans.cluster_centers_).to(dtype=torch.float32, device=samples.device)
     return centres, float(kmeans.inertia_)

@@ -85,7 +85,10 @@ class Cdda(VideoModelMixin, AnomalibModule):
         ae_epochs: Stage-1 (AE pre-training) epochs (paper: 50 Ped2, 100 Avenue/ShanghaiTech); the
             alternating stage runs for the rest of ``--trainer.max_epochs`` (paper: 100 / 200).
         kmeans_samples: Feature vectors per clustering gathered for k-means in the last pre-training epoch.
-        kmeans_max_iter: Bound on k-means iterations (k-means++ seeding, one initialisation).
+        kmeans_max_iter: Bound on k-means iterations per initialisation.
+        kmeans_restarts: k-means++ initialisations per clustering; the lowest-inertia one is kept (the
+            paper does not say; 10 is scikit-learn's classic default and makes the centres depend less on
+            one random seeding, for about 1 s per restart at 50k vectors).
         lambda_cluster: ``λ_r`` of ``L_cluster`` in the AE step (not in the paper; STD factor 0.1).
         lambda_redundancy: ``λ`` of the redundancy ``‖CCᵀ − I‖_F`` in ``L_cluster`` (our 0.01; STD: 0).
         cluster_reduction: ``"mean"`` over locations and batch (default, scale-free across frame sizes) or
@@ -133,6 +136,7 @@ class Cdda(VideoModelMixin, AnomalibModule):
         ae_epochs: int = 50,
         kmeans_samples: int = 200_000,
         kmeans_max_iter: int = 100,
+        kmeans_restarts: int = 10,
         lambda_cluster: float = 0.1,
         lambda_redundancy: float = 0.01,
         cluster_reduction: str = "mean",
@@ -153,6 +157,7 @@ class Cdda(VideoModelMixin, AnomalibModule):
         self._check_arguments(
             image_size, ae_epochs, num_clusters, kmeans_samples, kmeans_max_iter, cluster_reduction, centre_step
         )
+        check_at_least("kmeans_restarts", kmeans_restarts)
         for name, value in (("lambda_cluster", lambda_cluster), ("lambda_redundancy", lambda_redundancy)):
             if value < 0:
                 msg = f"{name} must be non-negative, got {value}"
@@ -173,6 +178,7 @@ class Cdda(VideoModelMixin, AnomalibModule):
         self.ae_epochs = ae_epochs
         self.kmeans_samples = kmeans_samples
         self.kmeans_max_iter = kmeans_max_iter
+        self.kmeans_restarts = kmeans_restarts
         self.lambda_cluster = lambda_cluster
         self.lambda_redundancy = lambda_redundancy
         self.cluster_reduction = cluster_reduction
@@ -310,6 +316,7 @@ class Cdda(VideoModelMixin, AnomalibModule):
                 self.model.clusters[name].num_clusters,
                 self.kmeans_max_iter,
                 seed=0 if self.seed is None else self.seed,
+                restarts=self.kmeans_restarts,
             )
             self.kmeans_info[name] = {"samples": int(samples.shape[0]), "inertia": inertia}
         self.model.initialise_centres({name: value.to(self.device) for name, value in centres.items()})

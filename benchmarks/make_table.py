@@ -203,9 +203,34 @@ def speed_table(rows: list[tuple[str, dict, dict, str]]) -> str:
     return "\n".join(lines)
 
 
+def seed_spread(records: list[dict]) -> dict[tuple[str, str], str]:
+    """Mean and range of the micro AUC over the seeds of each (model, profile), where runs of 2+ seeds exist.
+
+    Counts the untagged run and runs tagged ``seed<N>`` (``ped2_accuracy.py --seed N --tag seedN``) of
+    the same epochs and precision, one run per seed.
+    """
+    groups: dict[tuple, dict] = {}
+    for r in records:
+        if r.get("tag") and not r["tag"].startswith("seed"):
+            continue
+        key = (r["model"], r["profile"], r["epochs"], r.get("precision", "32-true"))
+        groups.setdefault(key, {})[r.get("seed")] = r["protocol_auc_micro"]
+    spread = {}
+    for (model, profile, _, _), by_seed in groups.items():
+        if len(by_seed) < 2:
+            continue
+        values = list(by_seed.values())
+        seeds = ", ".join(str(seed) for seed in sorted(by_seed, key=lambda s: (s is None, s or 0)))
+        spread[(model, profile)] = (
+            f"mean of seeds {seeds}: **{sum(values) / len(values):.2f}** ({min(values):.2f}–{max(values):.2f})"
+        )
+    return spread
+
+
 def summary_table(records: list[dict], speed: list[tuple[str, dict, dict, str]]) -> str:
     """One row per model: the paper's Ped2 AUC, ours (newest run of each profile), CPU speed, INT8's cost."""
     speeds = {model: entry for model, entry, _, _ in speed}
+    spread = seed_spread(records)
     lines = [
         "| model | paper AUC (Ped2) | ours: protocol micro AUC (profile, epochs)"
         " | OV FP32 clips/s (b1) | INT8 AUC change |",
@@ -224,6 +249,7 @@ def summary_table(records: list[dict], speed: list[tuple[str, dict, dict, str]])
             )
             or "–"
         )
+        auc += "".join(f"; {text}" for (m, _), text in spread.items() if m == model)
         entry = speeds.get(model)
         fps = f"{entry['inference_clips_per_second']['batch1']['openvino_fp32']:.0f}" if entry else "–"
         int8 = entry.get("auc", {}).get("openvino_int8") if entry else None

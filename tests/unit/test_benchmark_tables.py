@@ -48,3 +48,29 @@ def test_configured_at_compares_a_revision_with_now(common) -> None:  # noqa: AN
         assert common.configured_at("cdda", "lite", "HEAD") is True
     assert common.configured_at("cdda", "lite", "0000000") is None  # a revision git does not know
     assert common.configured_at("cdda", "no_such_profile", "HEAD") is None  # no config now
+
+
+@pytest.fixture(scope="module")
+def make_table():  # noqa: ANN201
+    path = COMMON.parent / "make_table.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_make_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed_spread_averages_one_run_per_seed(make_table) -> None:  # noqa: ANN001
+    def run(micro: float, seed: int, tag: str = "", epochs: int = 17) -> dict:
+        return {
+            "model": "cdda",
+            "profile": "lite",
+            "epochs": epochs,
+            "seed": seed,
+            "tag": tag,
+            "protocol_auc_micro": micro,
+        }
+
+    records = [run(84.0, 42), run(90.0, 43, "seed43"), run(87.0, 44, "seed44"), run(99.0, 42, "rerun")]
+    records += [run(50.0, 43, "seed43", epochs=4), {**run(70.0, 1), "model": "mnad"}]
+    spread = make_table.seed_spread(records)
+    assert spread == {("cdda", "lite"): "mean of seeds 42, 43, 44: **87.00** (84.00–90.00)"}

@@ -215,15 +215,16 @@ def seed_spread(records: list[dict]) -> dict[tuple[str, str], str]:
             continue
         key = (r["model"], r["profile"], r["epochs"], r.get("precision", "32-true"))
         groups.setdefault(key, {})[r.get("seed")] = r["protocol_auc_micro"]
-    spread = {}
-    for (model, profile, _, _), by_seed in groups.items():
+    spread: dict[tuple[str, str], str] = {}
+    for (model, profile, _, precision), by_seed in groups.items():
         if len(by_seed) < 2:
             continue
         values = list(by_seed.values())
         seeds = ", ".join(str(seed) for seed in sorted(by_seed, key=lambda s: (s is None, s or 0)))
-        spread[(model, profile)] = (
-            f"mean of seeds {seeds}: **{sum(values) / len(values):.2f}** ({min(values):.2f}–{max(values):.2f})"
-        )
+        label = "" if precision in ("32", "32-true") else f" ({precision})"
+        mean = sum(values) / len(values)
+        text = f"mean of seeds {seeds}{label}: **{mean:.2f}** ({min(values):.2f}–{max(values):.2f})"
+        spread[(model, profile)] = "; ".join(filter(None, (spread.get((model, profile)), text)))
     return spread
 
 

@@ -74,3 +74,17 @@ def test_seed_spread_averages_one_run_per_seed(make_table) -> None:  # noqa: ANN
     records += [run(50.0, 43, "seed43", epochs=4), {**run(70.0, 1), "model": "mnad"}]
     spread = make_table.seed_spread(records)
     assert spread == {("cdda", "lite"): "mean of seeds 42, 43, 44: **87.00** (84.00–90.00)"}
+
+
+def test_seed_spread_keeps_precisions_apart(make_table) -> None:  # noqa: ANN001
+    def run(micro: float, seed: int, precision: str) -> dict:
+        tag = "" if seed == 42 else f"seed{seed}"
+        record = {"model": "mnad", "profile": "lite", "epochs": 6, "seed": seed, "tag": tag}
+        return {**record, "protocol_auc_micro": micro, "precision": precision}
+
+    records = [run(90.0, 42, "32-true"), run(92.0, 43, "32-true")]
+    records += [run(80.0, 42, "bf16-mixed"), run(84.0, 43, "bf16-mixed")]
+    assert make_table.seed_spread(records) == {
+        ("mnad", "lite"): "mean of seeds 42, 43: **91.00** (90.00–92.00); mean of seeds 42, 43 (bf16-mixed):"
+        " **82.00** (80.00–84.00)"
+    }

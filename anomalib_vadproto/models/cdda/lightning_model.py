@@ -88,7 +88,8 @@ class Cdda(VideoModelMixin, AnomalibModule):
         kmeans_max_iter: Bound on k-means iterations per initialisation.
         kmeans_restarts: k-means++ initialisations per clustering; the lowest-inertia one is kept (the
             paper does not say; 10 is scikit-learn's classic default and makes the centres depend less on
-            one random seeding, for about 1 s per restart at 50k vectors).
+            one random seeding). Both lite clusterings of 50k vectors take 10-12 s with 10, 1.7 s with 1
+            (``kmeans_seconds`` in ``benchmarks/results/accuracy_cdda_lite_ped2_*20261203T1[56]*.json``).
         lambda_cluster: ``λ_r`` of ``L_cluster`` in the AE step (not in the paper; STD factor 0.1).
         lambda_redundancy: ``λ`` of the redundancy ``‖CCᵀ − I‖_F`` in ``L_cluster`` (our 0.01; STD: 0).
         cluster_reduction: ``"mean"`` over locations and batch (default, scale-free across frame sizes) or
@@ -157,9 +158,15 @@ class Cdda(VideoModelMixin, AnomalibModule):
     ) -> None:
         seed_if_given(seed)
         self._check_arguments(
-            image_size, ae_epochs, num_clusters, kmeans_samples, kmeans_max_iter, cluster_reduction, centre_step
+            image_size,
+            ae_epochs,
+            num_clusters,
+            kmeans_samples,
+            kmeans_max_iter,
+            kmeans_restarts,
+            cluster_reduction,
+            centre_step,
         )
-        check_at_least("kmeans_restarts", kmeans_restarts)
         for name, value in (("lambda_cluster", lambda_cluster), ("lambda_redundancy", lambda_redundancy)):
             if value < 0:
                 msg = f"{name} must be non-negative, got {value}"
@@ -218,6 +225,7 @@ class Cdda(VideoModelMixin, AnomalibModule):
         num_clusters: int,
         kmeans_samples: int,
         kmeans_max_iter: int,
+        kmeans_restarts: int,
         cluster_reduction: str,
         centre_step: str,
     ) -> None:
@@ -229,6 +237,7 @@ class Cdda(VideoModelMixin, AnomalibModule):
         check_at_least("num_clusters", num_clusters)
         check_at_least("kmeans_samples (at least num_clusters)", kmeans_samples, num_clusters)
         check_at_least("kmeans_max_iter", kmeans_max_iter)
+        check_at_least("kmeans_restarts", kmeans_restarts)
         check_choice("cluster_reduction", cluster_reduction, CLUSTER_REDUCTIONS)
         check_choice("centre_step", centre_step, CENTRE_STEPS)
 

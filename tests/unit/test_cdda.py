@@ -145,6 +145,29 @@ def test_soft_assigned_distance_and_redundancy_on_hand_made_centres():
     assert clusters.redundancy().item() == pytest.approx(math.sqrt(3.0))
 
 
+def test_soft_assigned_distance_is_exact_under_bf16_autocast():
+    """Mixed precision: codes near their centres keep FP32 distances (a bf16 ``r·c`` would not resolve them)."""
+    g = torch.Generator().manual_seed(0)
+    clusters = DeepKMeans(num_clusters=8, feature_dim=64, alpha=25.0)
+    centres = F.normalize(torch.randn(8, 64, generator=g), dim=1)
+    clusters.initialise(centres)
+    near = F.normalize(centres.repeat(4, 1) + 0.0125 * torch.randn(32, 64, generator=g), dim=1)  # ‖r − c‖² ≈ 0.01
+    features = near.t().reshape(1, 64, 4, 8).to(torch.bfloat16)  # what a bf16 encoder hands over
+    expected = DeepKMeans(num_clusters=8, feature_dim=64, alpha=25.0)
+    expected.initialise(centres)
+    reference = expected.distance_map(features.float())
+    features.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = clusters.distance_map(features)
+        redundancy = clusters.redundancy()
+    assert got.dtype == torch.float32
+    assert 0.005 < float(reference.mean()) < 0.05
+    torch.testing.assert_close(got, reference, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(redundancy, expected.redundancy(), atol=1e-6, rtol=1e-6)
+    got.sum().backward()
+    assert features.grad is not None and features.grad.dtype == torch.bfloat16
+
+
 def test_fit_kmeans_finds_well_separated_clusters():
     g = torch.Generator().manual_seed(0)
     means = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])

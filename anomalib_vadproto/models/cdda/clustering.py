@@ -69,18 +69,22 @@ class DeepKMeans(nn.Module):
         if d != self.feature_dim:
             msg = f"Expected features with {self.feature_dim} channels, got {d}."
             raise ValueError(msg)
-        vectors = features.flatten(2).transpose(1, 2)  # (B, N, D)
-        dist = pairwise_distances(vectors, self.centres)  # (B, N, K)
-        assignment = torch.softmax(-self.alpha * dist, dim=-1)
-        if self.distance == "squared":
-            per_location = (assignment * dist.square()).sum(-1)
-        else:
-            per_location = (assignment * dist).mean(-1)
+        # In the centres' precision (FP32), also under mixed precision: the codes are unit vectors whose
+        # squared distances to near centres are ~1e-2, below what a bf16 product ``2 r·c`` resolves.
+        vectors = features.flatten(2).transpose(1, 2).to(self.centres.dtype)  # (B, N, D)
+        with torch.autocast(vectors.device.type, enabled=False):
+            dist = pairwise_distances(vectors, self.centres)  # (B, N, K)
+            assignment = torch.softmax(-self.alpha * dist, dim=-1)
+            if self.distance == "squared":
+                per_location = (assignment * dist.square()).sum(-1)
+            else:
+                per_location = (assignment * dist).mean(-1)
         return per_location.reshape(b, h, w)
 
     def redundancy(self) -> Tensor:
         """``‖C Cᵀ − I_K‖_F`` (eq. 11), a scalar."""
-        gram = self.centres @ self.centres.T
+        with torch.autocast(self.centres.device.type, enabled=False):
+            gram = self.centres @ self.centres.T
         return (gram - torch.eye(self.num_clusters, device=gram.device, dtype=gram.dtype)).square().sum().sqrt()
 
     @torch.no_grad()

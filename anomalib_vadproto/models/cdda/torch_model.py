@@ -337,7 +337,7 @@ class CddaModel(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def cluster_features(self, z_appearance: Tensor, z_motion: Tensor) -> dict[str, Tensor]:
-        """L2-normalised clustering inputs: one map per clustering (``(B, D, h, w)``), in FP32 (also from bf16 codes)."""
+        """L2-normalised clustering inputs, one ``(B, D, h, w)`` map per clustering, in FP32 (also from bf16 codes)."""
         z_appearance, z_motion = z_appearance.float(), z_motion.float()
         if "joint" in self.clusters:
             return {"joint": F.normalize(torch.cat((z_appearance, z_motion), dim=1), dim=1)}

@@ -214,6 +214,23 @@ def test_reconstruction_error_of_the_recombined_clip():
     torch.testing.assert_close(out.reconstruction_error_map(), expected)
 
 
+def test_error_parts_are_each_autoencoders_own_error():
+    g = torch.Generator().manual_seed(0)
+    t = lambda *s: torch.rand(*s, generator=g)  # noqa: E731
+    last, appearance, targets = t(2, 1, 4, 4), t(2, 1, 4, 4), t(2, 4, 1, 4, 4)
+    differences = targets.clone()
+    differences[:, :, :, :2] += 0.5  # the motion AE misses half of every frame by 0.5
+    parts = CddaOutput(appearance, last, differences, targets, {}, (t(1), t(1))).error_parts()
+    torch.testing.assert_close(parts["motion_error"], torch.full((2,), 0.125))  # 0.5² on half the pixels
+    torch.testing.assert_close(parts["appearance_error"], (last - appearance).square().mean(dim=(1, 2, 3)))
+    # With a perfect spatial AE, E_rec is the motion AE's error; with a perfect motion AE, the spatial AE's.
+    perfect_spatial = CddaOutput(last, last, differences, targets, {}, (t(1), t(1)))
+    torch.testing.assert_close(perfect_spatial.reconstruction_error_map().mean(dim=(1, 2, 3)), parts["motion_error"])
+    perfect_motion = CddaOutput(appearance, last, targets, targets, {}, (t(1), t(1)))
+    torch.testing.assert_close(perfect_motion.reconstruction_error_map().mean(dim=(1, 2, 3)), parts["appearance_error"])
+    assert perfect_motion.error_parts()["motion_error"].eq(0).all()
+
+
 @pytest.mark.parametrize("score", ["product", "pixelwise"])
 def test_score_is_the_inverse_product(score):
     model = initialised(tiny_model(score=score)).eval()
@@ -254,7 +271,10 @@ def test_diagnostic_cues_are_the_factors_of_the_product(clustering):
         _, cues = model.score(clip())
     names = {"separate": ("reconstruction", "motion_distance", "appearance_distance")}
     assert model.score_factors == names.get(clustering, ("reconstruction", "joint_distance"))
-    assert set(cues) == {"regularity", "regularity_pixelwise", *model.score_factors}
+    assert set(cues) == {"regularity", "regularity_pixelwise", "motion_error", "appearance_error", *model.score_factors}
+    out = model._forward(clip())
+    for name, value in out.error_parts().items():
+        torch.testing.assert_close(cues[name], value)
     product = torch.stack([cues[name] for name in model.score_factors]).prod(dim=0)
     assert (product > 0).all()
     torch.testing.assert_close(cues["regularity"], 1.0 / (product + 1e-12))
@@ -274,7 +294,10 @@ def test_each_score_form_reports_the_other_as_a_variant():
 def test_diagnostic_cues_have_zero_weight_and_leave_the_protocol_auc_unchanged():
     lightning = Cdda(image_size=(32, 32), width=2, num_clusters=4, ae_epochs=1)
     weights = lightning.protocol.cue_weights
-    diagnostics = ("reconstruction", "motion_distance", "appearance_distance", "regularity_pixelwise")
+    diagnostics = (
+        "reconstruction", "motion_distance", "appearance_distance", "motion_error", "appearance_error",
+        "regularity_pixelwise",
+    )  # fmt: skip
     assert weights == {"regularity": 1.0, **dict.fromkeys(diagnostics, 0.0)}
     assert set(lightning.protocol.normal_cues) == {"regularity", "regularity_pixelwise"}
     rng = np.random.default_rng(0)
@@ -399,7 +422,7 @@ def test_stage_switch_sets_the_centres_to_the_kmeans_result():
     for name, value in samples.items():
         expected, inertia = fit_kmeans(value, 4, max_iter=100, seed=0, restarts=model.kmeans_restarts)
         torch.testing.assert_close(model.model.clusters[name].centres.detach(), expected)
-        assert model.kmeans_info[name] == {"samples": 300, "inertia": pytest.approx(inertia)}
+        assert model.kmeans_info[name] == {"samples": 300, "inertia": pytest.approx(inertia), "active_dimensions": 32}
     assert model._samples == {}
 
 
@@ -408,6 +431,18 @@ def test_kmeans_subsamples_to_kmeans_samples():
     model._samples = {name: [torch.rand(200, 32)] for name in model.model.clusters}
     model.start_alternating()
     assert all(info["samples"] == 50 for info in model.kmeans_info.values())
+
+
+def test_kmeans_info_counts_the_active_code_dimensions():
+    model = Cdda(**TINY)
+    g = torch.Generator().manual_seed(0)
+    dead = torch.rand(200, 32, generator=g)
+    dead[:, 5:] = 0.0  # a ReLU code with 27 dead channels
+    model._samples = {"motion": [torch.rand(200, 32, generator=g)], "appearance": [dead]}
+    model.start_alternating()
+    assert model.kmeans_info["motion"]["active_dimensions"] == 32
+    assert model.kmeans_info["appearance"]["active_dimensions"] == 5
+    assert model.run_summary()["kmeans"]["appearance"]["active_dimensions"] == 5
 
 
 def test_learning_rate_drop_is_counted_in_alternating_epochs():

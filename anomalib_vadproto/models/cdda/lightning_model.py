@@ -329,7 +329,12 @@ class Cdda(VideoModelMixin, AnomalibModule):
                 seed=0 if self.seed is None else self.seed,
                 restarts=self.kmeans_restarts,
             )
-            self.kmeans_info[name] = {"samples": int(samples.shape[0]), "inertia": inertia}
+            self.kmeans_info[name] = {
+                "samples": int(samples.shape[0]),
+                "inertia": inertia,
+                # Feature dimensions non-zero in at least one vector: dead ReLU channels of the code show here.
+                "active_dimensions": int((samples != 0).any(dim=0).sum()),
+            }
         self.model.initialise_centres({name: value.to(self.device) for name, value in centres.items()})
         self._samples = {}
         self.timing["kmeans_seconds"] += time.perf_counter() - start

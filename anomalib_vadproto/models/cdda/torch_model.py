@@ -45,6 +45,8 @@ PRETRAIN_STAGE, ALTERNATING_STAGE = 0, 1
 CLUSTERINGS = ("separate", "joint")
 ATTENTIONS = ("code", "paper")
 SCORES = ("product", "pixelwise")
+#: Diagnostic cues: each autoencoder's own error, the two parts of ``E_rec`` (see ``CddaOutput.error_parts``).
+ERROR_PARTS = ("motion_error", "appearance_error")
 #: Frames must be divisible by this: three stride-2 stages, and the first attention pools by 8 at stride 2.
 SIZE_MULTIPLE = 16
 
@@ -233,6 +235,16 @@ class CddaOutput:
         residual = (self.difference_targets - self.differences) + (self.last_frame - self.appearance).unsqueeze(1)
         return residual.square().mean(dim=(1, 2)).unsqueeze(1)
 
+    def error_parts(self) -> dict[str, Tensor]:
+        """Return the two autoencoders' own errors, ``(B,)`` each (diagnostics; ``E_rec`` sums their residuals).
+
+        ``"motion_error"``: mean of ``(x_diff − x̄_diff)²``; ``"appearance_error"``: mean of ``(x_a − x̄_a)²``.
+        """
+        return {
+            "motion_error": (self.difference_targets - self.differences).square().flatten(1).mean(dim=1),
+            "appearance_error": (self.last_frame - self.appearance).square().flatten(1).mean(dim=1),
+        }
+
 
 class CddaModel(nn.Module):
     """CDDA network: spatial AE, motion AE with variance attention, deep k-means.
@@ -399,7 +411,8 @@ class CddaModel(nn.Module):
             min-max normalised per video, eq. 15), and the diagnostics of :attr:`diagnostic_cues`: the
             factors of the product, anomalous when high (``"reconstruction"`` ``E_rec`` and
             ``"<clustering>_distance"`` the mean soft-assigned distance, zeros before the centres exist),
-            and the other score form's regularity (``"regularity_pixelwise"`` or
+            the two autoencoders' own errors (``"motion_error"``, ``"appearance_error"``, whose residuals
+            ``E_rec`` sums), and the other score form's regularity (``"regularity_pixelwise"`` or
             ``"regularity_product"``), the spec's logged variant.
 
         """
@@ -425,6 +438,7 @@ class CddaModel(nn.Module):
             "regularity": 1.0 / (product + self.eps),
             "reconstruction": reconstruction,
             **{f"{name}_distance": value for name, value in distances.items()},
+            **out.error_parts(),
             self.variant_cue: 1.0 / (other + self.eps),
         }
 
@@ -446,4 +460,4 @@ class CddaModel(nn.Module):
     @property
     def diagnostic_cues(self) -> tuple[str, ...]:
         """Cues :meth:`score` returns beside ``"regularity"`` (weight 0 in the protocol)."""
-        return (*self.score_factors, self.variant_cue)
+        return (*self.score_factors, *ERROR_PARTS, self.variant_cue)

@@ -1,0 +1,142 @@
+"""How many channels of CDDA's spatial (appearance) code stay alive during AE pre-training.
+
+The spatial encoder ends in conv → ReLU → L1 normalisation per location (spec §5.2). A channel whose
+ReLU input turns negative everywhere gets no gradient again: it is dead for good. This trains CDDA's
+two autoencoders from scratch on UCSD Ped2's training clips with the pre-training loss ``L_a + L_m``
+(Adam, batch 4, 128x128 grey, the lite profile's data pipeline), one run per setting, and every
+``--every`` steps records, on 16 fixed training clips, the spatial code's channels that
+are positive at one location at least ("active"), the fraction of (channel, location) pairs that are
+positive, the motion code's active channels (it has no ReLU, so all of them unless exactly 0), and the
+mean losses of the last ``--every`` steps. Settings: the lite width at the lite and the paper learning
+rate, and the paper width at the paper rate. Writes a results file.
+
+    python benchmarks/cdda_code_collapse.py                          # 600 steps, all settings
+    python benchmarks/cdda_code_collapse.py --steps 200 --settings paper_width32_lr1e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import commit, config_path, device_name, ensure_ped2, write_result  # noqa: E402
+
+logger = logging.getLogger("cdda_code_collapse")
+
+SETTINGS = {
+    "lite_width8_lr5e-4": {"width": 8, "lr": 5e-4},
+    "lite_width8_lr1e-4": {"width": 8, "lr": 1e-4},
+    "paper_width32_lr1e-4": {"width": 32, "lr": 1e-4},
+}
+
+
+def code_activity(model, probe) -> dict[str, float]:  # noqa: ANN001
+    """Active channels of both codes and the spatial code's positive fraction on the probe clips."""
+    import torch
+
+    from anomalib_vadproto.components.clip import split_clip, stack_frames
+    from anomalib_vadproto.components.scores import to_unit_range
+
+    net = model.model
+    with torch.no_grad():
+        inputs, last = split_clip(to_unit_range(model.pre_processor(probe)), net.num_inputs)
+        _, pre = net.spatial_encoder(last)
+        spatial = torch.relu(net.spatial_encoder.projection(pre))  # the code before its L1 normalisation
+        motion, _, _ = net.motion_encoder(stack_frames(inputs))
+    return {
+        "spatial_active_channels": int((spatial > 0).flatten(2).any(dim=2).any(dim=0).sum()),
+        "spatial_positive_fraction": round(float((spatial > 0).float().mean()), 4),
+        "motion_active_channels": int((motion != 0).flatten(2).any(dim=2).any(dim=0).sum()),
+        "channels": int(spatial.shape[1]),
+    }
+
+
+def run_setting(init_args: dict, setting: dict, root: Path, steps: int, every: int, seed: int) -> dict:
+    """Pre-train one setting's autoencoders for ``steps`` steps; the activity and losses every ``every`` steps."""
+    import torch
+    from speed import ped2_datamodule
+
+    from anomalib_vadproto import Cdda
+
+    torch.manual_seed(seed)
+    model = Cdda(**{**init_args, "width": setting["width"], "seed": seed})
+    model.model.train()
+    datamodule = ped2_datamodule(model, root, 4, 32)
+    dataset = datamodule.train_data
+    indices = torch.linspace(0, len(dataset) - 1, 16).round().long().tolist()
+    probe = torch.stack([dataset[i].image for i in indices])  # 16 fixed, evenly spaced training clips
+    optimiser = torch.optim.Adam(model.model.autoencoder_parameters(), lr=setting["lr"], betas=(0.9, 0.999))
+    trace = [{"step": 0, **code_activity(model, probe)}]
+    losses: list[tuple[float, float]] = []
+    start = time.perf_counter()
+    while len(losses) < steps:
+        for batch in datamodule.train_dataloader():
+            out = model.model(model.pre_processor(batch.image))
+            parts = model.reconstruction_losses(out)
+            optimiser.zero_grad()
+            (parts["appearance"] + parts["motion"]).backward()
+            optimiser.step()
+            losses.append((parts["appearance"].item(), parts["motion"].item()))
+            if len(losses) % every == 0 or len(losses) == steps:
+                recent = losses[-every:]
+                trace.append({
+                    "step": len(losses),
+                    **code_activity(model, probe),
+                    "loss_appearance": sum(a for a, _ in recent) / len(recent),
+                    "loss_motion": sum(m for _, m in recent) / len(recent),
+                })  # fmt: skip
+                logger.info("%s", trace[-1])
+            if len(losses) == steps:
+                break
+    return {**setting, "seconds": round(time.perf_counter() - start, 1), "trace": trace}
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=600, help="pre-training steps (batch 4) per setting")
+    parser.add_argument("--every", type=int, default=100, help="record the activity every this many steps")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {list(SETTINGS)}")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--data-root", type=Path, default=None)
+    args = parser.parse_args(argv)
+    names = [name for name in args.settings.split(",") if name]
+    unknown = sorted(set(names) - set(SETTINGS))
+    if unknown:
+        parser.error(f"unknown settings {unknown}; choose from {list(SETTINGS)}")
+    if args.steps < 1 or args.every < 1:
+        parser.error("--steps and --every must be positive")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    started_on = commit()
+
+    import torch
+
+    init_args = yaml.safe_load(config_path("cdda", "lite").read_text())["model"]["init_args"]
+    root = args.data_root or ensure_ped2()
+    results = {name: run_setting(init_args, SETTINGS[name], root, args.steps, args.every, args.seed) for name in names}
+    record = {
+        "commit": started_on,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "device": device_name(),
+        "command": "python benchmarks/cdda_code_collapse.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "model": "cdda",
+        "image_size": init_args["image_size"],
+        "grayscale": init_args["grayscale"],
+        "train_batch_size": 4,
+        "seed": args.seed,
+        "torch_threads": torch.get_num_threads(),
+        "settings": results,
+    }
+    path = write_result(record, "cdda_code_collapse")
+    logger.info("wrote %s", path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

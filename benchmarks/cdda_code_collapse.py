@@ -10,8 +10,8 @@ positive, the motion code's active channels (it has no ReLU, so all of them unle
 mean losses of the last ``--every`` steps. Settings: the lite width at the lite and the paper learning
 rate, and the paper width at the paper rate. Writes a results file.
 
-    python benchmarks/cdda_code_collapse.py                          # 600 steps, all settings
-    python benchmarks/cdda_code_collapse.py --steps 200 --settings paper_width32_lr1e-4
+    python benchmarks/cdda_code_collapse.py                          # 200 steps, all settings
+    python benchmarks/cdda_code_collapse.py --steps 600 --settings lite_width8_lr5e-4
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def run_setting(init_args: dict, setting: dict, root: Path, steps: int, every: i
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=600, help="pre-training steps (batch 4) per setting")
-    parser.add_argument("--every", type=int, default=100, help="record the activity every this many steps")
+    parser.add_argument("--steps", type=int, default=200, help="pre-training steps (batch 4) per setting")
+    parser.add_argument("--every", type=int, default=50, help="record the activity every this many steps")
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {list(SETTINGS)}")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--data-root", type=Path, default=None)

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-COMMON = Path(__file__).resolve().parents[2] / "benchmarks" / "common.py"
+from tests.conftest import REPO, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def common():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("benchmarks_common", COMMON)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("common")
 
 
 CONFIG = """# a comment
@@ -38,7 +32,7 @@ def test_settings_ignore_comments_and_see_every_value(common) -> None:  # noqa: 
 
 
 def test_configured_at_compares_a_revision_with_now(common) -> None:  # noqa: ANN001
-    if not (COMMON.parents[1] / ".git").exists():
+    if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
     # Head's committed config against the working tree: equal unless a config is being edited.
     clean = common.subprocess.run(
@@ -52,11 +46,7 @@ def test_configured_at_compares_a_revision_with_now(common) -> None:  # noqa: AN
 
 @pytest.fixture(scope="module")
 def make_table():  # noqa: ANN201
-    path = COMMON.parent / "make_table.py"
-    spec = importlib.util.spec_from_file_location("benchmarks_make_table", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("make_table")
 
 
 def test_seed_spread_averages_one_run_per_seed(make_table) -> None:  # noqa: ANN001

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from anomalib_vadproto import Cdda
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cdda_code_collapse.py"
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def collapse():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("benchmarks_cdda_code_collapse", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cdda_code_collapse")
 
 
 def test_code_activity_counts_channels_that_are_never_positive(collapse) -> None:  # noqa: ANN001

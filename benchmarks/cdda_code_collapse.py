@@ -47,8 +47,7 @@ def code_activity(model, probe) -> dict[str, float]:  # noqa: ANN001
     net = model.model
     with torch.no_grad():
         inputs, last = split_clip(to_unit_range(model.pre_processor(probe)), net.num_inputs)
-        _, pre = net.spatial_encoder(last)
-        spatial = torch.relu(net.spatial_encoder.projection(pre))  # the code before its L1 normalisation
+        spatial, _ = net.spatial_encoder(last)  # L1 normalisation keeps the ReLU's zeros at zero
         motion, _, _ = net.motion_encoder(stack_frames(inputs))
     return {
         "spatial_active_channels": int((spatial > 0).flatten(2).any(dim=2).any(dim=0).sum()),

@@ -23,6 +23,7 @@ reconstruction error alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -230,19 +231,25 @@ class CddaOutput:
     features: dict[str, Tensor]  # clustering name -> L2-normalised features (B, D, h, w)
     pre_projection: tuple[Tensor, Tensor]  # inputs of the spatial and motion projections (for the centre step)
 
+    @cached_property
+    def residuals(self) -> tuple[Tensor, Tensor]:
+        """``(x_diff − x̄_diff, x_a − x̄_a)``: each autoencoder's residual, computed once per forward pass."""
+        return self.difference_targets - self.differences, self.last_frame - self.appearance
+
     def reconstruction_error_map(self) -> Tensor:
         """``mean over frames and channels of (x_clips − x̄_a − x̄_diff)²``: ``(B, 1, H, W)``."""
-        residual = (self.difference_targets - self.differences) + (self.last_frame - self.appearance).unsqueeze(1)
-        return residual.square().mean(dim=(1, 2)).unsqueeze(1)
+        motion, appearance = self.residuals
+        return (motion + appearance.unsqueeze(1)).square().mean(dim=(1, 2)).unsqueeze(1)
 
     def error_parts(self) -> dict[str, Tensor]:
         """Return the two autoencoders' own errors, ``(B,)`` each (diagnostics; ``E_rec`` sums their residuals).
 
         ``"motion_error"``: mean of ``(x_diff − x̄_diff)²``; ``"appearance_error"``: mean of ``(x_a − x̄_a)²``.
         """
+        motion, appearance = self.residuals
         return {
-            "motion_error": (self.difference_targets - self.differences).square().flatten(1).mean(dim=1),
-            "appearance_error": (self.last_frame - self.appearance).square().flatten(1).mean(dim=1),
+            "motion_error": motion.square().flatten(1).mean(dim=1),
+            "appearance_error": appearance.square().flatten(1).mean(dim=1),
         }
 
 

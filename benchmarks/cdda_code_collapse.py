@@ -8,9 +8,11 @@ two autoencoders from scratch on UCSD Ped2's training clips with the pre-trainin
 are positive at one location at least ("active"), the fraction of (channel, location) pairs that are
 positive, the motion code's active channels (it has no ReLU, so all of them unless exactly 0), and the
 mean losses of the last ``--every`` steps. Settings: the lite width at the lite and the paper learning
-rate, and the paper width at the paper rate. Writes a results file.
+rate, the paper width at the paper rate, and the lite setting with ``spatial_init: kaiming``.
+Writes a results file.
 
     python benchmarks/cdda_code_collapse.py                          # 200 steps, all settings
+    python benchmarks/cdda_code_collapse.py --steps 1000 --settings lite_width8_lr5e-4,lite_width8_lr5e-4_kaiming
     python benchmarks/cdda_code_collapse.py --steps 600 --settings lite_width8_lr5e-4
 """
 
@@ -34,6 +36,7 @@ SETTINGS = {
     "lite_width8_lr5e-4": {"width": 8, "lr": 5e-4},
     "lite_width8_lr1e-4": {"width": 8, "lr": 1e-4},
     "paper_width32_lr1e-4": {"width": 32, "lr": 1e-4},
+    "lite_width8_lr5e-4_kaiming": {"width": 8, "lr": 5e-4, "spatial_init": "kaiming"},
 }
 
 
@@ -65,7 +68,8 @@ def run_setting(init_args: dict, setting: dict, root: Path, steps: int, every: i
     from anomalib_vadproto import Cdda
 
     torch.manual_seed(seed)
-    model = Cdda(**{**init_args, "width": setting["width"], "seed": seed})
+    init = setting.get("spatial_init", "default")
+    model = Cdda(**{**init_args, "width": setting["width"], "spatial_init": init, "seed": seed})
     model.model.train()
     datamodule = ped2_datamodule(model, root, 4, 32)
     dataset = datamodule.train_data

@@ -54,6 +54,24 @@ def test_paper_network_has_the_spec_parameter_counts():
     assert count(model) == 6_124_640  # spec: ≈ 6.12 M
 
 
+def test_kaiming_spatial_init_changes_only_the_spatial_encoder():
+    default, kaiming = tiny_model(), tiny_model(spatial_init="kaiming")
+    convs = {
+        f"spatial_encoder.{name}.weight"
+        for name, module in default.spatial_encoder.named_modules()
+        if isinstance(module, torch.nn.Conv2d)
+    }
+    assert len(convs) == 11  # the stem, three residual blocks of three, the projection
+    for name, value in default.state_dict().items():  # every other module draws the same weights
+        assert torch.equal(value, kaiming.state_dict()[name]) == (name not in convs), name
+    conv = kaiming.spatial_encoder.projection  # fan-in 32 * 9, gain sqrt(2 / (1 + 0.01²))
+    expected = math.sqrt(2 / (1 + 1e-4)) / math.sqrt(conv.weight[0].numel())
+    assert conv.weight.std().item() == pytest.approx(expected, rel=0.05)
+    assert default.spatial_encoder.projection.weight.std().item() < expected / 2  # PyTorch's default: /2.45
+    with pytest.raises(ValueError, match="spatial_init"):
+        tiny_model(spatial_init="xavier")
+
+
 def test_rgb_difference_targets_of_a_hand_made_clip():
     # frame t is the constant (t - 2) / 2 in [-1, 1], i.e. (t + 0) / 4 in [0, 1]
     values = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0])

@@ -82,6 +82,9 @@ class Cdda(VideoModelMixin, AnomalibModule):
         cluster_distance: ``"squared"`` soft-assigned squared distance (paper eq. 10) or ``"euclidean"``
             (STD code: soft-assigned distance averaged over clusters).
         attention: Variance attention ``"code"`` (STD, recommended) or ``"paper"`` (eqs. 7-9).
+        spatial_init: ``"default"`` (PyTorch's initialisation, as in the STD code) or ``"kaiming"``
+            (Kaiming-normal convolutions in the spatial encoder only, which keeps more of the appearance
+            code's ReLU channels alive; see the model README).
         ae_epochs: Stage-1 (AE pre-training) epochs (paper: 50 Ped2, 100 Avenue/ShanghaiTech); the
             alternating stage runs for the rest of ``--trainer.max_epochs`` (paper: 100 / 200).
         kmeans_samples: Feature vectors per clustering gathered for k-means in the last pre-training epoch.
@@ -136,6 +139,7 @@ class Cdda(VideoModelMixin, AnomalibModule):
         clustering: str = "separate",
         cluster_distance: str = "squared",
         attention: str = "code",
+        spatial_init: str = "default",
         ae_epochs: int = 50,
         kmeans_samples: int = 200_000,
         kmeans_max_iter: int = 100,
@@ -203,6 +207,7 @@ class Cdda(VideoModelMixin, AnomalibModule):
             clustering=clustering,
             cluster_distance=cluster_distance,
             attention=attention,
+            spatial_init=spatial_init,
             score=score,
         )
         self.clip_length = self.model.clip_length

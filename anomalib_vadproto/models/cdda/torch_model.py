@@ -45,6 +45,8 @@ from .clustering import DeepKMeans
 PRETRAIN_STAGE, ALTERNATING_STAGE = 0, 1
 CLUSTERINGS = ("separate", "joint")
 ATTENTIONS = ("code", "paper")
+#: Initialisations of the spatial encoder's convolutions (the motion AE and the decoders keep PyTorch's default).
+SPATIAL_INITS = ("default", "kaiming")
 SCORES = ("product", "pixelwise")
 #: Diagnostic cues: each autoencoder's own error, the two parts of ``E_rec`` (see ``CddaOutput.error_parts``).
 ERROR_PARTS = ("motion_error", "appearance_error")
@@ -156,6 +158,17 @@ class SpatialEncoder(nn.Module):
         )  # fmt: skip
         self.projection = conv3x3(8 * w, 8 * w)
 
+    def kaiming_init(self) -> None:
+        """Kaiming-normal weights (fan-in, LeakyReLU slope 0.01, i.e. a gain of about sqrt(2)) for every convolution.
+
+        PyTorch's default is uniform with a standard deviation 2.45x smaller; with it, at the lite
+        profile's rate, most of the projection's ReLU channels die in the first 100 Adam steps
+        (``benchmarks/cdda_code_collapse.py``).
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, a=0.01, nonlinearity="leaky_relu")
+
     def project(self, pre: Tensor) -> Tensor:
         """``z_a`` from the projection's input: conv, ReLU, L1-normalise (non-negative)."""
         return l1_normalise(F.relu(self.projection(pre)))
@@ -266,6 +279,9 @@ class CddaModel(nn.Module):
             one clustering of the concatenated, L2-normalised ``[z_a ; z_m]``).
         cluster_distance: ``"squared"`` (paper eq. 10) or ``"euclidean"`` (STD code).
         attention: ``"code"`` (STD variance attention, recommended) or ``"paper"``.
+        spatial_init: ``"default"`` (PyTorch's initialisation, as in the STD code) or ``"kaiming"``
+            (Kaiming-normal for the spatial encoder's convolutions, for its ReLU and LeakyReLU gains;
+            more appearance-code channels stay alive, see the model README).
         score: ``"product"`` (paper eq. 14: ``1 / (D_m · D_a · E_rec)``) or ``"pixelwise"`` (STD code:
             ``1 / mean(e ⊙ m)`` with the cluster maps upsampled to the frame).
         eps: ``ε`` of the score ``1 / (p + ε)``.
@@ -282,6 +298,7 @@ class CddaModel(nn.Module):
         clustering: str = "separate",
         cluster_distance: str = "squared",
         attention: str = "code",
+        spatial_init: str = "default",
         score: str = "product",
         eps: float = 1e-12,
     ) -> None:
@@ -290,6 +307,7 @@ class CddaModel(nn.Module):
         check_at_least("width", width)
         check_choice("clustering", clustering, CLUSTERINGS)
         check_choice("score", score, SCORES)
+        check_choice("spatial_init", spatial_init, SPATIAL_INITS)
         self.num_inputs = num_input_frames
         self.clip_length = num_input_frames + 1
         self.in_channels = in_channels
@@ -310,6 +328,8 @@ class CddaModel(nn.Module):
         )
         self.register_buffer("stage", torch.tensor(PRETRAIN_STAGE, dtype=torch.long))
         self._stage = PRETRAIN_STAGE  # Python mirror of the buffer (refreshed on load): export sees a constant
+        if spatial_init == "kaiming":  # last, so every other module draws the same weights as with "default"
+            self.spatial_encoder.kaiming_init()
 
     stage: Tensor
 

@@ -82,7 +82,7 @@ class Cdda(VideoModelMixin, AnomalibModule):
         cluster_distance: ``"squared"`` soft-assigned squared distance (paper eq. 10) or ``"euclidean"``
             (STD code: soft-assigned distance averaged over clusters).
         attention: Variance attention ``"code"`` (STD, recommended) or ``"paper"`` (eqs. 7-9).
-        spatial_init: ``"default"`` (PyTorch's initialisation, as in the STD code) or ``"kaiming"``
+        spatial_init: ``"default"`` (PyTorch's initialisation; the spec names none) or ``"kaiming"``
             (Kaiming-normal convolutions in the spatial encoder only, which keeps more of the appearance
             code's ReLU channels alive; see the model README).
         ae_epochs: Stage-1 (AE pre-training) epochs (paper: 50 Ped2, 100 Avenue/ShanghaiTech); the

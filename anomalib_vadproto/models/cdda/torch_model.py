@@ -279,7 +279,7 @@ class CddaModel(nn.Module):
             one clustering of the concatenated, L2-normalised ``[z_a ; z_m]``).
         cluster_distance: ``"squared"`` (paper eq. 10) or ``"euclidean"`` (STD code).
         attention: ``"code"`` (STD variance attention, recommended) or ``"paper"``.
-        spatial_init: ``"default"`` (PyTorch's initialisation, as in the STD code) or ``"kaiming"``
+        spatial_init: ``"default"`` (PyTorch's initialisation; the spec names none) or ``"kaiming"``
             (Kaiming-normal for the spatial encoder's convolutions, for its ReLU and LeakyReLU gains;
             more appearance-code channels stay alive, see the model README).
         score: ``"product"`` (paper eq. 14: ``1 / (D_m · D_a · E_rec)``) or ``"pixelwise"`` (STD code:

@@ -280,8 +280,8 @@ class CddaModel(nn.Module):
         cluster_distance: ``"squared"`` (paper eq. 10) or ``"euclidean"`` (STD code).
         attention: ``"code"`` (STD variance attention, recommended) or ``"paper"``.
         spatial_init: ``"default"`` (PyTorch's initialisation; the spec names none) or ``"kaiming"``
-            (Kaiming-normal for the spatial encoder's convolutions, for its ReLU and LeakyReLU gains;
-            more appearance-code channels stay alive, see the model README).
+            (Kaiming-normal weights for the spatial encoder's convolutions only, so more of the
+            appearance code's ReLU channels stay alive; see the model README).
         score: ``"product"`` (paper eq. 14: ``1 / (D_m · D_a · E_rec)``) or ``"pixelwise"`` (STD code:
             ``1 / mean(e ⊙ m)`` with the cluster maps upsampled to the frame).
         eps: ``ε`` of the score ``1 / (p + ε)``.

@@ -6,17 +6,20 @@ of ``ped2_accuracy.py``: for each error map, the per-pixel squared error of the 
 
 - ``anomaly``: inside the ground-truth anomaly mask of an anomalous frame (the cyclists, carts, skaters);
 - ``moving``: pixels of *normal* frames whose grey level changed by more than ``--moving-threshold`` from
-  the previous frame: a proxy for the walking pedestrians, the normal objects the AE must reconstruct;
+  the previous frame: a proxy for the walking pedestrians, the normal objects the AE must reconstruct
+  (mostly their outlines and limbs, where a frame difference is large);
 - ``static``: the other pixels of normal frames (background);
 
 and their ratios (``anomaly / moving`` is how much worse the AE reconstructs an anomalous object than a
-normal moving one), the pixel-level AUROC of the map inside the anomalous frames (anomaly pixels against
-the rest of the same frames), and the share of an anomalous frame's summed error that lies inside its
-mask. The maps are ``(x_a − x̄_a)²`` (the spatial AE), ``mean over the 4 frames of (x_diff − x̄_diff)²``
-(the motion AE) and the score's ``E_rec`` map ``mean (x_clips − x̄_a − x̄_diff)²``, all at the model's
-input size on ``[0, 1]``; masks are resized by area and kept where at least half a pixel is anomalous.
-Also writes a figure of a few anomalous frames with their maps (``--figure-frames``). Test data only
-evaluated, nothing is trained or chosen here.
+normal moving one). Also per map: the pixel-level AUROC inside the anomalous frames (anomaly pixels
+against the rest of the same frames), the share of an anomalous frame's summed error that lies inside
+its mask, and how strongly a normal frame's error follows its number of moving pixels (the crowd).
+
+The maps are ``(x_a − x̄_a)²`` (the spatial AE), ``mean over the 4 frames of (x_diff − x̄_diff)²`` (the
+motion AE) and the score's ``E_rec`` map ``mean (x_clips − x̄_a − x̄_diff)²``, all at the model's input
+size on ``[0, 1]``; masks are resized by area and kept where at least half a pixel is anomalous. A
+figure shows one anomalous frame of each of ``--figure-videos`` with its maps. Test data are only
+evaluated: nothing is trained or chosen here.
 
     python benchmarks/ped2_accuracy.py --model cdda --profile lite   # and --seed 43 --tag seed43, ...
     python benchmarks/cdda_error_localisation.py                      # the newest cdda lite checkpoint
@@ -100,6 +103,7 @@ def evaluate(module, datamodule, threshold: float, figure_videos: tuple[str, ...
     shares: dict[str, list] = {name: [] for name in MAPS}
     candidates: dict[str, list] = {video: [] for video in figure_videos}
     mask_fraction: list[float] = []
+    normal_frames: list[tuple] = []  # (video, moving pixels, frame-mean error of each map)
     with torch.no_grad():
         for batch in datamodule.test_dataloader():
             maps = error_maps(net, module.pre_processor(batch.image))
@@ -120,8 +124,12 @@ def evaluate(module, datamodule, threshold: float, figure_videos: tuple[str, ...
                     shares[name].extend((frame_values * inside).flatten(1).sum(dim=1).div(total).tolist())
             if anomalous_rows.any():
                 mask_fraction.extend(regions["anomaly"][anomalous_rows].float().flatten(1).mean(dim=1).tolist())
+            frame_means = {name: maps[name].flatten(1).mean(dim=1) for name in MAPS}
             for row, path in enumerate(batch.video_path):
                 video = Path(path).name
+                if not bool(batch.gt_label[row]):
+                    moving = int(regions["moving"][row].sum())
+                    normal_frames.append((video, moving, *(float(frame_means[name][row]) for name in MAPS)))
                 if video in candidates and bool(batch.gt_label[row]):
                     candidates[video].append({
                         "index": int(batch.frames[row]),  # the target (last) frame of the clip
@@ -140,6 +148,7 @@ def evaluate(module, datamodule, threshold: float, figure_videos: tuple[str, ...
             "moving_over_static": round(mean["moving"] / mean["static"], 3),
             "pixel_auroc_anomalous_frames": pixel_auroc(pos, neg, AUROC_PIXELS, generator),
             "mask_share_of_frame_error": _mean(shares[name]),
+            "normal_frames_correlation_with_moving_pixels": crowd_correlation(normal_frames, MAPS.index(name)),
         }
         logger.info("%s: %s", name, stats[name])
     shown = []
@@ -147,6 +156,22 @@ def evaluate(module, datamodule, threshold: float, figure_videos: tuple[str, ...
         if frames:
             shown.append({"video": video, **frames[len(frames) // 2]})
     return stats, shown
+
+
+def crowd_correlation(frames: list[tuple], index: int) -> float:
+    """Mean over videos of the Pearson correlation, on normal frames, of a map's frame error and the moving pixels.
+
+    Positive when the frame-level error grows with the number of walking pedestrians, a confound that the
+    per-video min-max normalisation does not remove. Videos with fewer than 10 normal frames are skipped.
+    """
+    import numpy as np
+
+    correlations = []
+    for video in sorted({frame[0] for frame in frames}):
+        rows = np.array([frame[1:] for frame in frames if frame[0] == video], dtype=float)
+        if len(rows) >= 10 and rows[:, 0].std() > 0 and rows[:, 1 + index].std() > 0:
+            correlations.append(float(np.corrcoef(rows[:, 0], rows[:, 1 + index])[0, 1]))
+    return round(float(np.mean(correlations)), 3) if correlations else float("nan")
 
 
 def _mean(values: list[float]) -> float:

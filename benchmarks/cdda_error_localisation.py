@@ -5,13 +5,14 @@ motion AE's error is a strong one (about 95). This measures why, pixel by pixel,
 of ``ped2_accuracy.py``: for each error map, the per-pixel squared error of the three kinds of pixel
 
 - ``anomaly``: inside the ground-truth anomaly mask of an anomalous frame (the cyclists, carts, skaters);
+- ``anomaly_moving``: the ``anomaly`` pixels that are also moving (below), to compare like with like;
 - ``moving``: pixels of *normal* frames whose grey level changed by more than ``--moving-threshold`` from
   the previous frame: a proxy for the walking pedestrians, the normal objects the AE must reconstruct
   (mostly their outlines and limbs, where a frame difference is large);
 - ``static``: the other pixels of normal frames (background);
 
-and their ratios (``anomaly / moving`` is how much worse the AE reconstructs an anomalous object than a
-normal moving one). Also per map: the pixel-level AUROC inside the anomalous frames (anomaly pixels
+and their ratios (``anomaly / moving`` and ``anomaly_moving / moving``: how much worse the AE reconstructs
+an anomalous object than a normal moving one). Also per map: the pixel-level AUROC inside the anomalous frames (anomaly pixels
 against the rest of the same frames), the share of an anomalous frame's summed error that lies inside
 its mask, and how strongly a normal frame's error follows its number of moving pixels (the crowd).
 
@@ -43,7 +44,7 @@ from speed import latest_checkpoint, load_model, ped2_datamodule  # noqa: E402
 logger = logging.getLogger("cdda_error_localisation")
 
 MAPS = ("appearance", "motion", "reconstruction")
-REGIONS = ("anomaly", "moving", "static")
+REGIONS = ("anomaly", "anomaly_moving", "moving", "static")
 AUROC_PIXELS = 2_000_000  # random pixels of the anomalous frames per map for the pixel AUROC
 # (video, frame) shown in the figure: the middle of the first anomalous interval of these videos
 DEFAULT_FIGURE_VIDEOS = ("Test001", "Test006", "Test012")
@@ -73,6 +74,7 @@ def region_masks(maps: dict[str, Any], gt_mask, labels, threshold: float) -> dic
     normal = ~anomalous.expand_as(moving)
     return {
         "anomaly": (area >= 0.5) & anomalous,
+        "anomaly_moving": (area >= 0.5) & anomalous & moving,
         "moving": moving & normal,
         "static": ~moving & normal,
     }
@@ -144,6 +146,7 @@ def evaluate(module, datamodule, threshold: float, figure_videos: tuple[str, ...
         stats[name] = {
             "mean_error": {region: float(f"{value:.4g}") for region, value in mean.items()},
             "anomaly_over_moving": round(mean["anomaly"] / mean["moving"], 3),
+            "anomaly_moving_over_moving": round(mean["anomaly_moving"] / mean["moving"], 3),
             "anomaly_over_static": round(mean["anomaly"] / mean["static"], 3),
             "moving_over_static": round(mean["moving"] / mean["static"], 3),
             "pixel_auroc_anomalous_frames": pixel_auroc(pos, neg, AUROC_PIXELS, generator),

@@ -11,10 +11,11 @@ of ``ped2_accuracy.py``: for each error map, the per-pixel squared error of the 
   (mostly their outlines and limbs, where a frame difference is large);
 - ``static``: the other pixels of normal frames (background);
 
-and their ratios (``anomaly / moving`` and ``anomaly_moving / moving``: how much worse the AE reconstructs
-an anomalous object than a normal moving one). Also per map: the pixel-level AUROC inside the anomalous frames (anomaly pixels
-against the rest of the same frames), the share of an anomalous frame's summed error that lies inside
-its mask, and how strongly a normal frame's error follows its number of moving pixels (the crowd).
+and their ratios (``anomaly / moving`` and ``anomaly_moving / moving``: how much worse the AE
+reconstructs an anomalous object than a normal moving one). Also per map: the pixel-level AUROC inside
+the anomalous frames (anomaly pixels against the rest of the same frames), the share of an anomalous
+frame's summed error that lies inside its mask, and how strongly a normal frame's error follows its
+number of moving pixels (the crowd).
 
 The maps are ``(x_a − x̄_a)²`` (the spatial AE), ``mean over the 4 frames of (x_diff − x̄_diff)²`` (the
 motion AE) and the score's ``E_rec`` map ``mean (x_clips − x̄_a − x̄_diff)²``, all at the model's input

@@ -47,7 +47,7 @@ logger = logging.getLogger("cdda_error_localisation")
 MAPS = ("appearance", "motion", "reconstruction")
 REGIONS = ("anomaly", "anomaly_moving", "moving", "static")
 AUROC_PIXELS = 2_000_000  # random pixels of the anomalous frames per map for the pixel AUROC
-# (video, frame) shown in the figure: the middle of the first anomalous interval of these videos
+# videos shown in the figure, one row each: the middle one of the video's anomalous frames
 DEFAULT_FIGURE_VIDEOS = ("Test001", "Test006", "Test012")
 
 
@@ -125,8 +125,7 @@ def evaluate(module, datamodule, threshold: float, figure_videos: tuple[str, ...
                     negatives[name].append(frame_values[~inside])
                     total = frame_values.flatten(1).sum(dim=1)
                     shares[name].extend((frame_values * inside).flatten(1).sum(dim=1).div(total).tolist())
-            if anomalous_rows.any():
-                mask_fraction.extend(regions["anomaly"][anomalous_rows].float().flatten(1).mean(dim=1).tolist())
+            mask_fraction.extend(regions["anomaly"][anomalous_rows].float().flatten(1).mean(dim=1).tolist())
             frame_means = {name: maps[name].flatten(1).mean(dim=1) for name in MAPS}
             for row, path in enumerate(batch.video_path):
                 video = Path(path).name
@@ -234,7 +233,6 @@ def main(argv: list[str] | None = None) -> Path:
     root = ensure_ped2()
     videos = tuple(name for name in args.figure_videos.split(",") if name)
     runs = []
-    figures = []
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     for index, checkpoint in enumerate(checkpoints):
         module = load_model("cdda", args.profile, checkpoint)
@@ -244,17 +242,16 @@ def main(argv: list[str] | None = None) -> Path:
         start = time.perf_counter()
         stats, shown = evaluate(module, datamodule, args.moving_threshold, videos)
         seed = module.hparams.get("seed")
-        figure = RESULTS / f"cdda_error_maps_{args.profile}_seed{seed}_{stamp}_{index}.png"
-        if shown:
+        figure = RESULTS / f"cdda_error_maps_{args.profile}_seed{seed}_{stamp}_{index}.png" if shown else None
+        if figure is not None:
             plot(shown, f"CDDA {args.profile}, seed {seed}: squared error on [0, 1]", figure)
-            figures.append(str(figure.relative_to(REPO)))
         runs.append({
             "checkpoint": str(checkpoint.resolve().relative_to(REPO)) if checkpoint.resolve().is_relative_to(REPO)
             else str(checkpoint),
             "seed": seed,
             "seconds": round(time.perf_counter() - start, 1),
             **stats,
-            "figure": figures[-1] if shown else None,
+            "figure": None if figure is None else str(figure.relative_to(REPO)),
         })  # fmt: skip
     record = {
         "kind": "cdda_error_localisation",

@@ -26,12 +26,12 @@ def latest_accuracy() -> list[dict]:
 
     A run with another number of epochs than the config's, or made when the config's settings differed
     from today's (an earlier or discarded profile), stays in the model README's history, not in the
-    generated tables.
+    generated tables. So does a trial that overrode model arguments (``ped2_accuracy.py --set``).
     """
     latest: dict[tuple, dict] = {}
     for path in sorted(RESULTS.glob("accuracy_*.json")):
         record = json.loads(path.read_text())
-        if record.get("dataset") != "ucsd_ped2":
+        if record.get("dataset") != "ucsd_ped2" or record.get("model_overrides"):
             continue
         epochs = configured_epochs(record["model"], record["profile"])
         if epochs is not None and record.get("epochs") != epochs:

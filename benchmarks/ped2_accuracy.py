@@ -43,6 +43,21 @@ def model_config(model: str, profile: str) -> Path:
     return path
 
 
+def parse_model_args(items: list[str]) -> dict[str, object]:
+    """``NAME=VALUE`` pairs of ``--set`` as a dict, each value parsed as YAML (``[256,256]``, ``16``, ``kaiming``).
+
+    Raises:
+        SystemExit: an item without ``=`` or with an empty name.
+    """
+    parsed: dict[str, object] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--set expects NAME=VALUE, got {item!r}")
+        parsed[name.strip()] = yaml.safe_load(value)
+    return parsed
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mnad", help="snake name: mnad, dlan_ac, lgn_net, apn, cdda")
@@ -65,8 +80,20 @@ def main(argv: list[str] | None = None) -> Path:
         help="Lightning training precision, e.g. bf16-mixed (default: the config's trainer.precision, else 32-true);"
         " scores are computed in FP32 either way",
     )
+    parser.add_argument(
+        "--set",
+        dest="model_args",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one of the model config's init_args (VALUE parsed as YAML), e.g. --set image_size=[256,256];"
+        " repeatable. Such a run is a trial: it is recorded with its overrides and kept out of the generated tables",
+    )
     parser.add_argument("--tag", default="", help="suffix for the results file name")
     args = parser.parse_args(argv)
+    model_overrides = parse_model_args(args.model_args)
+    if model_overrides and not args.tag:
+        parser.error("--set makes a trial run: give it a --tag so that its results file does not pose as the profile's")
     started_on = commit()  # the code that runs is the code at start; edits during a long run do not count
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -83,7 +110,9 @@ def main(argv: list[str] | None = None) -> Path:
     batch = args.batch_size or (PAPER_BATCH.get(args.model, 4) if args.profile == "paper" else 4)
     root = args.data_root or ensure_ped2()
 
-    overrides = {} if args.seed is None else {"model.init_args.seed": args.seed}
+    overrides = {f"model.init_args.{name}": value for name, value in model_overrides.items()}
+    if args.seed is not None:
+        overrides["model.init_args.seed"] = args.seed
     model = AnomalibModule.from_config(cfg_path, **overrides)
     datamodule = LocalUCSDped(
         cache_frames=not args.no_frame_cache,
@@ -137,6 +166,7 @@ def main(argv: list[str] | None = None) -> Path:
         "frame_cache": not args.no_frame_cache,
         "num_workers": args.num_workers,
         "seed": args.seed if args.seed is not None else cfg["model"]["init_args"].get("seed"),
+        "model_overrides": model_overrides,
         "protocol_auc_micro": round(100 * float(metrics["protocol_AUC_micro"]), 2),
         "protocol_auc_macro": round(100 * float(metrics["protocol_AUC_macro"]), 2),
         **{  # APN: the protocol with the other smoothing setting (the code's 15-tap Gaussian)

@@ -78,3 +78,42 @@ def test_seed_spread_keeps_precisions_apart(make_table) -> None:  # noqa: ANN001
         ("mnad", "lite"): "mean of seeds 42, 43: **91.00** (90.00–92.00); mean of seeds 42, 43 (bf16-mixed):"
         " **82.00** (80.00–84.00)"
     }
+
+
+def test_trials_with_model_overrides_stay_out_of_the_tables(make_table, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import json
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    record = {"kind": "accuracy", "model": "cdda", "profile": "lite", "dataset": "ucsd_ped2", "epochs": 17}
+    record |= {"commit": "unknown", "protocol_auc_micro": 85.0}
+    (results / "accuracy_cdda_lite_ped2_20990101T000000.json").write_text(json.dumps(record))
+    trial = {**record, "protocol_auc_micro": 99.0, "model_overrides": {"image_size": [256, 256]}}
+    (results / "accuracy_cdda_lite_ped2_res256_20990101T000001.json").write_text(json.dumps(trial))
+    monkeypatch.setattr(make_table, "RESULTS", results)
+    monkeypatch.setattr(make_table, "REPO", tmp_path)
+    shown = make_table.latest_accuracy()
+    assert [r["protocol_auc_micro"] for r in shown] == [85.0]
+    assert shown[0]["file"] == "benchmarks/results/accuracy_cdda_lite_ped2_20990101T000000.json"
+
+
+@pytest.fixture(scope="module")
+def ped2_accuracy():  # noqa: ANN201
+    return load_benchmark("ped2_accuracy")
+
+
+def test_set_parses_model_arguments_as_yaml(ped2_accuracy) -> None:  # noqa: ANN001
+    parsed = ped2_accuracy.parse_model_args(
+        ["image_size=[256, 256]", "width=16", " spatial_init = kaiming", "lr=5.0e-4"]
+    )
+    assert parsed == {"image_size": [256, 256], "width": 16, "spatial_init": "kaiming", "lr": 5.0e-4}
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        ped2_accuracy.parse_model_args(["width16"])
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        ped2_accuracy.parse_model_args(["=16"])
+
+
+def test_set_without_a_tag_is_refused(ped2_accuracy, capsys) -> None:  # noqa: ANN001
+    with pytest.raises(SystemExit):
+        ped2_accuracy.main(["--model", "cdda", "--set", "width=16"])
+    assert "give it a --tag" in capsys.readouterr().err

@@ -242,13 +242,16 @@ def main(argv: list[str] | None = None) -> Path:
         start = time.perf_counter()
         stats, shown = evaluate(module, datamodule, args.moving_threshold, videos)
         seed = module.hparams.get("seed")
+        size, width = "x".join(str(side) for side in module.image_size), module.hparams.get("width")
         figure = RESULTS / f"cdda_error_maps_{args.profile}_seed{seed}_{stamp}_{index}.png" if shown else None
         if figure is not None:
-            plot(shown, f"CDDA {args.profile}, seed {seed}: squared error on [0, 1]", figure)
+            plot(shown, f"CDDA {args.profile} ({size}, width {width}), seed {seed}: squared error on [0, 1]", figure)
         runs.append({
             "checkpoint": str(checkpoint.resolve().relative_to(REPO)) if checkpoint.resolve().is_relative_to(REPO)
             else str(checkpoint),
             "seed": seed,
+            "image_size": list(module.image_size),
+            "width": width,
             "seconds": round(time.perf_counter() - start, 1),
             **stats,
             "figure": None if figure is None else str(figure.relative_to(REPO)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shlex
 import sys
 import time
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, commit, config_path, ensure_ped2, epoch_logger, write_result  # noqa: E402
 
 logger = logging.getLogger("ped2_accuracy")
+EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 # What the papers report for Ped2 beside the AUC, stored next to the measured values.
 PAPER_FACTS = {
@@ -54,7 +56,10 @@ def parse_model_args(items: list[str]) -> dict[str, object]:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise SystemExit(f"--set expects NAME=VALUE, got {item!r}")
-        parsed[name.strip()] = yaml.safe_load(value)
+        parsed_value = yaml.safe_load(value)
+        if isinstance(parsed_value, str) and EXPONENT_FLOAT.fullmatch(parsed_value.strip()):
+            parsed_value = float(parsed_value)  # YAML 1.1 reads ``5e-4`` (no dot) as a string
+        parsed[name.strip()] = parsed_value
     return parsed
 
 

@@ -104,9 +104,9 @@ def ped2_accuracy():  # noqa: ANN201
 
 def test_set_parses_model_arguments_as_yaml(ped2_accuracy) -> None:  # noqa: ANN001
     parsed = ped2_accuracy.parse_model_args(
-        ["image_size=[256, 256]", "width=16", " spatial_init = kaiming", "lr=5.0e-4"]
+        ["image_size=[256, 256]", "width=16", " spatial_init = kaiming", "lr=5e-4", "centre_lr=5.0e-5"]
     )
-    assert parsed == {"image_size": [256, 256], "width": 16, "spatial_init": "kaiming", "lr": 5.0e-4}
+    assert parsed == {"image_size": [256, 256], "width": 16, "spatial_init": "kaiming", "lr": 5e-4, "centre_lr": 5e-5}
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         ped2_accuracy.parse_model_args(["width16"])
     with pytest.raises(SystemExit, match="NAME=VALUE"):

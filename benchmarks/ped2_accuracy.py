@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> Path:
         "precision": precision,
         "frame_cache": not args.no_frame_cache,
         "num_workers": args.num_workers,
-        "seed": args.seed if args.seed is not None else cfg["model"]["init_args"].get("seed"),
+        "seed": model.hparams.get("seed"),  # the seed the model was built with (--seed, --set seed=N or the config's)
         "model_overrides": model_overrides,
         "protocol_auc_micro": round(100 * float(metrics["protocol_AUC_micro"]), 2),
         "protocol_auc_macro": round(100 * float(metrics["protocol_AUC_macro"]), 2),

@@ -569,6 +569,10 @@ def test_engine_runs_every_stage_in_one_fit_and_tests(fitted, synthetic_root):
     assert summary["stage"] == "alternating" and summary["pretrain_seconds"] > 0 and summary["alternating_seconds"] > 0
     # 24 training clips of 4x4 locations, all gathered (500 allowed), for each clustering
     assert {name: info["samples"] for name, info in summary["kmeans"].items()} == {"motion": 384, "appearance": 384}
+    # one mean soft-assigned distance per alternating epoch and clustering, none for pre-training
+    history = summary["distance_history"]
+    assert sorted(history) == ["appearance", "motion"] and all(len(values) == 2 for values in history.values())
+    assert all(0.0 < value < 4.0 for values in history.values() for value in values)  # L2-normalised codes
     (results,) = engine.test(model=model, datamodule=clip_datamodule(synthetic_root))
     assert 0.0 <= results["protocol_AUC_micro"] <= 1.0 and 0.0 <= results["image_AUROC"] <= 1.0
 
@@ -584,6 +588,8 @@ def test_resume_after_the_switch_keeps_the_stage_and_schedule(fitted, synthetic_
     assert epochs.seen[1][0] == pytest.approx(1e-4) and epochs.seen[2][0] == pytest.approx(1e-5)
     assert all(seen[3] for seen in epochs.seen.values())
     assert resumed.kmeans_info == model.kmeans_info
+    assert saved["cdda_distance_history"] == {}  # saved before any alternating epoch
+    assert {name: len(values) for name, values in resumed.distance_history.items()} == {"motion": 2, "appearance": 2}
 
 
 def test_a_run_too_short_for_the_alternation_is_refused(synthetic_root, tmp_path):

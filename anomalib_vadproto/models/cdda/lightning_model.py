@@ -214,6 +214,10 @@ class Cdda(VideoModelMixin, AnomalibModule):
         #: Wall-clock seconds per stage and of k-means, and the k-means result; carried in checkpoints.
         self.timing = {"pretrain_seconds": 0.0, "alternating_seconds": 0.0, "kmeans_seconds": 0.0}
         self.kmeans_info: dict[str, dict[str, float]] = {}
+        #: Per clustering, the mean soft-assigned distance (eq. 10, per location) of each alternating epoch's
+        #: centre steps: how close the codes sit to their centres as training goes on. Carried in checkpoints.
+        self.distance_history: dict[str, list[float]] = {}
+        self._epoch_distance: dict[str, list[Tensor]] = {}
         self._samples: dict[str, list[Tensor]] = {}
         self._epoch_start = 0.0
         # The score's factors and the other score form ride along with weight 0: they leave the fused
@@ -356,6 +360,11 @@ class Cdda(VideoModelMixin, AnomalibModule):
         """Log the stage and the stage times."""
         key = "alternating_seconds" if self.model.alternating else "pretrain_seconds"
         self.timing[key] += time.perf_counter() - self._epoch_start
+        for name, values in self._epoch_distance.items():
+            if values:
+                mean = float(torch.stack(values).mean())
+                self.distance_history.setdefault(name, []).append(float(f"{mean:.4g}"))
+        self._epoch_distance = {}
         self.log_dict(
             {
                 "stage": float(int(self.model.alternating)),
@@ -369,32 +378,41 @@ class Cdda(VideoModelMixin, AnomalibModule):
         super().on_save_checkpoint(checkpoint)
         checkpoint["cdda_timing"] = dict(self.timing)
         checkpoint["cdda_kmeans"] = {name: dict(info) for name, info in self.kmeans_info.items()}
+        checkpoint["cdda_distance_history"] = {name: list(values) for name, values in self.distance_history.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
         super().on_load_checkpoint(checkpoint)
         self.timing.update(checkpoint.get("cdda_timing", {}))
         self.kmeans_info.update(checkpoint.get("cdda_kmeans", {}))
+        self.distance_history.update(checkpoint.get("cdda_distance_history", {}))
 
     def run_summary(self) -> dict[str, Any]:
-        """Report the stages for benchmarks: stage, stage times, k-means time, samples and inertia."""
+        """Report the stages for benchmarks: stage, stage times, k-means time, samples and inertia.
+
+        Also ``distance_history``: per clustering, the mean soft-assigned distance of each alternating
+        epoch on the training clips (compare ``kmeans.<name>.inertia / samples`` at the start).
+        """
         return {
             "stage": "alternating" if self.model.alternating else "pretrain",
             "pretrain_seconds": round(self.timing["pretrain_seconds"], 1),
             "alternating_seconds": round(self.timing["alternating_seconds"], 1),
             "kmeans_seconds": round(self.timing["kmeans_seconds"], 1),
             "kmeans": {name: dict(info) for name, info in self.kmeans_info.items()},
+            "distance_history": {name: list(values) for name, values in self.distance_history.items()},
         }
 
     # ------------------------------------------------------------------ losses and steps
     def cluster_loss(self, features: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """``L_cluster`` (eq. 12): soft-assigned distances of every clustering + ``λ · Σ ‖CCᵀ − I‖_F``."""
         maps = self.model.distance_maps(features)
+        per_clustering = {f"distance_{name}": m.detach().mean() for name, m in maps.items()}
         if self.cluster_reduction == "mean":
             distance = sum(m.mean() for m in maps.values())
         else:
             distance = sum(m.flatten(1).sum(dim=1).mean() for m in maps.values())
         redundancy = sum(clusters.redundancy() for clusters in self.model.clusters.values())
-        return distance + self.lambda_redundancy * redundancy, {"distance": distance, "redundancy": redundancy}
+        parts = {"distance": distance, "redundancy": redundancy, **per_clustering}
+        return distance + self.lambda_redundancy * redundancy, parts
 
     @staticmethod
     def reconstruction_losses(out: CddaOutput) -> dict[str, Tensor]:
@@ -445,6 +463,8 @@ class Cdda(VideoModelMixin, AnomalibModule):
             features = self.model.features_from_projection_inputs(*pre)
             cluster, parts = self.cluster_loss(features)
             self._optimise(centres, cluster)
+        for name in self.model.clusters:
+            self._epoch_distance.setdefault(name, []).append(parts[f"distance_{name}"])  # no sync per step
         losses.update({"cluster": cluster, **parts})
         return losses
 

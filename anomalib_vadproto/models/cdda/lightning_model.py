@@ -405,13 +405,14 @@ class Cdda(VideoModelMixin, AnomalibModule):
     def cluster_loss(self, features: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """``L_cluster`` (eq. 12): soft-assigned distances of every clustering + ``λ · Σ ‖CCᵀ − I‖_F``."""
         maps = self.model.distance_maps(features)
-        per_clustering = {f"distance_{name}": m.detach().mean() for name, m in maps.items()}
+        means = {name: m.mean() for name, m in maps.items()}  # per location: the score's D, logged per clustering
         if self.cluster_reduction == "mean":
-            distance = sum(m.mean() for m in maps.values())
+            distance = sum(means.values())
         else:
             distance = sum(m.flatten(1).sum(dim=1).mean() for m in maps.values())
         redundancy = sum(clusters.redundancy() for clusters in self.model.clusters.values())
-        parts = {"distance": distance, "redundancy": redundancy, **per_clustering}
+        parts = {"distance": distance, "redundancy": redundancy}
+        parts.update({f"distance_{name}": mean.detach() for name, mean in means.items()})
         return distance + self.lambda_redundancy * redundancy, parts
 
     @staticmethod

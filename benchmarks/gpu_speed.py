@@ -1,0 +1,371 @@
+"""Inference and training speed of the five models on a GPU; writes ``benchmarks/results/speed_gpu_*.json``.
+
+For every model (paper profile by default: the architecture the papers train on a GPU; random weights,
+since the speed of these networks does not depend on their values):
+
+* **inference**: clips per second (one clip scores one frame) through the read-only ``predict_clip``
+  pipeline (pre-processing, network, post-processing) on raw Ped2-size clips (240x360 RGB frames,
+  resized by the pipeline), at batch 1 and a larger batch, for
+
+  - ``eager_fp32``: PyTorch eager, stock NCHW layout (cuDNN's convolutions may use TF32, PyTorch's
+    default; the record says which);
+  - ``eager_bf16`` / ``eager_fp16``: eager under ``torch.autocast``;
+  - ``eager_bf16_channels_last``: bf16 autocast with channels-last weights (tensor-core layout);
+  - ``compile_fp32`` / ``compile_bf16``: ``torch.compile`` of the pipeline (static shapes), compiled
+    once per batch size; the compile time is recorded beside the speed.
+
+  Every variant's ``pred_score`` and cues are compared with ``eager_fp32`` on the same clips
+  (largest relative difference), so a fast variant that scores differently shows.
+* **training**: clips per second of the main stage's optimisation step through anomalib's ``Engine``
+  (forward, losses, backward, optimiser, state updates; the GPU is synchronised around every step,
+  data loading excluded) at the paper batch, in fp32 and ``bf16-mixed`` precision. The data is a
+  synthetic UCSD-layout dataset at Ped2's frame size (the step's cost does not depend on the pixels).
+  A first stage (DLAN-AC's clusterer epochs, CDDA's autoencoder pre-training) is shortened to one
+  untimed epoch; its length does not change the cost of a main-stage step.
+
+Each finished model is written to the results file at once, so a run cut short keeps what it measured.
+A wall-clock budget (``--budget-minutes``) skips the remaining ``torch.compile`` variants (the slow part)
+when it runs out.
+
+    python benchmarks/gpu_speed.py                                     # all five, paper profile
+    python benchmarks/gpu_speed.py --models cdda --quick               # smoke run
+    python benchmarks/gpu_speed.py --device cpu --profile lite --quick --no-compile   # CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import logging
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MODELS, commit, parse_models, write_result  # noqa: E402
+from ped2_accuracy import PAPER_BATCH, model_config  # noqa: E402
+
+logger = logging.getLogger("gpu_speed")
+PED2_SIZE = (240, 360)
+FIRST_STAGE = {"dlan_ac": "ac_epochs", "cdda": "ae_epochs"}  # the clusterer stage, the autoencoder pre-training
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (no-op on CPU)."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def median_clips_per_second(fn, batch: int, device: str, seconds: float, min_calls: int = 5) -> float:  # noqa: ANN001
+    """Batch over the median wall time of ``fn()``: two warm-up calls, then ``seconds`` (``min_calls`` at least)."""
+    for _ in range(2):
+        fn()
+    synchronize(device)
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < min_calls or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return round(batch / statistics.median(times), 2)
+
+
+def build_model(name: str, profile: str, device: str, **overrides: Any):  # noqa: ANN401, ANN201
+    """The profile's model (random weights) on ``device``, with finite post-processing bounds."""
+    from anomalib.models.components import AnomalibModule
+
+    module = AnomalibModule.from_config(
+        model_config(name, profile), **{f"model.init_args.{key}": value for key, value in overrides.items()}
+    )
+    module.visualizer = None
+    for bound, value in (("image_min", 0.0), ("image_max", 1.0), ("pixel_min", 0.0), ("pixel_max", 1.0)):
+        getattr(module.post_processor, bound).fill_(value)
+    for threshold in ("_image_threshold", "_pixel_threshold"):
+        getattr(module.post_processor, threshold).fill_(0.5)
+    return module.to(device).eval()
+
+
+def largest_relative_difference(outputs: dict[str, Any], reference: dict[str, Any]) -> float:
+    """Largest ``|a - b| / (|b| + 1e-6)`` over ``pred_score`` and the cues (NaN anywhere gives ``inf``)."""
+    import torch
+
+    worst = 0.0
+    for key, ref in reference.items():
+        if key != "pred_score" and not key.startswith("cue_"):
+            continue
+        value = outputs[key].float()
+        ref = ref.float()
+        if not torch.isfinite(value).all():
+            return float("inf")
+        worst = max(worst, float(((value - ref).abs() / (ref.abs() + 1e-6)).max()))
+    return worst
+
+
+def inference_speed(
+    module,  # noqa: ANN001
+    batches: list[int],
+    device: str,
+    seconds: float,
+    compile_until: float | None = None,
+) -> dict[str, Any]:
+    """Clips per second of each variant at each batch size, with each variant's difference from eager fp32.
+
+    Without ``compile_until`` the eager variants are timed; with it, the ``torch.compile`` ones, each
+    compiled only while ``time.perf_counter()`` is before it.
+    """
+    import torch
+
+    nhwc = copy.deepcopy(module)
+    nhwc.model.to(memory_format=torch.channels_last)
+    autocast = {
+        "fp32": contextlib.nullcontext,
+        "bf16": lambda: torch.autocast(device.split(":")[0], dtype=torch.bfloat16),
+        "fp16": lambda: torch.autocast(device.split(":")[0], dtype=torch.float16),
+    }
+    variants = {}
+    if compile_until is None:
+        variants = {
+            "eager_fp32": (module.predict_clip, "fp32"),
+            "eager_bf16": (module.predict_clip, "bf16"),
+            "eager_fp16": (module.predict_clip, "fp16"),
+            "eager_bf16_channels_last": (nhwc.predict_clip, "bf16"),
+        }
+    results: dict[str, Any] = {}
+    generator = torch.Generator().manual_seed(0)
+    for batch in batches:
+        clips = torch.rand(batch, module.clip_length, 3, *PED2_SIZE, generator=generator).to(device)
+        row: dict[str, Any] = {}
+        difference: dict[str, float] = {}
+        compile_seconds: dict[str, float] = {}
+        with module.read_only_eval(), nhwc.read_only_eval(), torch.inference_mode():
+            reference = module.predict_clip(clips)
+            todo = dict(variants)
+            for precision in ("fp32", "bf16"):
+                name = f"compile_{precision}"
+                if compile_until is None:
+                    continue
+                if time.perf_counter() > compile_until:
+                    row[name] = None
+                    logger.warning("%s skipped: the time budget is spent", name)
+                    continue
+                try:
+                    compiled = torch.compile(module.predict_clip, dynamic=False)
+                    start = time.perf_counter()
+                    with autocast[precision]():
+                        compiled(clips)
+                    synchronize(device)
+                except Exception as error:  # noqa: BLE001 - a failed compile must not lose the eager figures
+                    logger.warning("%s at batch %d failed: %r", name, batch, error)
+                    row[name] = None
+                    difference[name] = repr(error)
+                    continue
+                compile_seconds[name] = round(time.perf_counter() - start, 1)
+                todo[name] = (compiled, precision)
+            for name, (fn, precision) in todo.items():
+
+                def call(fn=fn, precision=precision, clips=clips) -> dict[str, Any]:  # noqa: ANN001
+                    with autocast[precision]():
+                        return fn(clips)
+
+                try:
+                    difference[name] = largest_relative_difference(call(), reference)
+                    row[name] = median_clips_per_second(call, batch, device, seconds)
+                except Exception as error:  # noqa: BLE001 - one variant failing must not lose the others
+                    logger.warning("%s at batch %d failed: %r", name, batch, error)
+                    row[name] = None
+                    difference[name] = repr(error)
+        results[f"batch{batch}"] = row
+        results[f"batch{batch}_largest_relative_difference"] = difference
+        if compile_seconds:
+            results[f"batch{batch}_compile_seconds"] = compile_seconds
+        logger.info("batch %d, clips/s: %s", batch, row)
+    if device.startswith("cuda") and compile_until is None:
+        results["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return results
+
+
+def synthetic_datamodule(root: Path, clip_length: int, batch: int):  # noqa: ANN201
+    """A synthetic UCSD-layout dataset at Ped2's frame size, read as the accuracy benchmark reads Ped2."""
+    from anomalib_vadproto import LocalUCSDped
+    from anomalib_vadproto.data import make_synthetic_ucsd
+
+    make_synthetic_ucsd(root, category="synthetic", n_train=2, n_test=1, n_frames=80, height=240, width=360)
+    datamodule = LocalUCSDped(
+        cache_frames=True,
+        root=root,
+        category="synthetic",
+        clip_length_in_frames=clip_length,
+        frames_between_clips=1,
+        target_frame="last",
+        train_batch_size=batch,
+        eval_batch_size=batch,
+        num_workers=0,
+    )
+    datamodule.setup()
+    return datamodule
+
+
+def training_speed(module, datamodule, steps: int, device: str, precision: str) -> dict[str, Any]:  # noqa: ANN001
+    """Clips per second of the main stage's optimisation step through anomalib's ``Engine``."""
+    from anomalib.engine import Engine
+    from lightning.pytorch import Callback
+
+    class StepTimer(Callback):
+        def __init__(self) -> None:
+            self.seconds: dict[int, list[float]] = {}
+
+        def on_train_batch_start(self, *args: Any) -> None:  # noqa: ANN401
+            synchronize(device)
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:  # noqa: ANN401
+            synchronize(device)
+            self.seconds.setdefault(trainer.current_epoch, []).append(time.perf_counter() - self.start)
+
+    first_stage = sum(int(getattr(module, name, 0)) for name in FIRST_STAGE.values())
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as work:
+        engine = Engine(
+            accelerator="gpu" if device.startswith("cuda") else "cpu",
+            devices=1,
+            precision=precision,
+            max_epochs=first_stage + 1,
+            limit_train_batches=steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            default_root_dir=work,
+            logger=False,
+            enable_progress_bar=False,
+            callbacks=[timer],
+        )
+        engine.fit(model=module, datamodule=datamodule)
+    seconds = timer.seconds[first_stage]
+    measured = seconds[min(5, len(seconds) // 2) :]  # the first steps warm the allocator and cuDNN up
+    step = statistics.median(measured)
+    result = {
+        "batch": datamodule.train_batch_size,
+        "precision": precision,
+        "step_seconds": round(step, 5),
+        "clips_per_second": round(datamodule.train_batch_size / step, 2),
+        "steps_timed": len(measured),
+    }
+    if first_stage:  # its step is timed too, separately (the SOM or the k-means epoch's extra work included)
+        first = timer.seconds[0][min(5, len(timer.seconds[0]) // 2) :]
+        result["first_stage_step_seconds"] = round(statistics.median(first), 5)
+        result["first_stage_epochs_shortened_to"] = first_stage
+    return result
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated snake names")
+    parser.add_argument("--profile", default="paper", choices=["lite", "paper"])
+    parser.add_argument("--device", default="cuda", help="torch device (default cuda)")
+    parser.add_argument("--batches", default="1,32", help="inference batch sizes")
+    parser.add_argument("--seconds", type=float, default=2.0, help="timing time per measurement")
+    parser.add_argument("--train-steps", type=int, default=30, help="training steps per precision (0: skip)")
+    parser.add_argument("--train-precisions", default="32,bf16-mixed", help="Lightning precisions to train in")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    parser.add_argument("--budget-minutes", type=float, default=7.0, help="compile nothing more after this")
+    parser.add_argument("--commit", default=None, help="record this commit (for copies of the tree without git)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: short timings, 8 training steps")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    started_on = args.commit or commit()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("No CUDA device: run on a GPU machine, or pass --device cpu for a smoke run.")
+    models = parse_models(args.models)
+    batches = [int(b) for b in args.batches.split(",")]
+    seconds = 0.3 if args.quick else args.seconds
+    steps = 8 if args.quick else args.train_steps
+    compile_until = None if args.no_compile else started + 60 * args.budget_minutes
+    record: dict[str, Any] = {
+        "kind": "speed_gpu",
+        "model": ",".join(models),
+        "profile": args.profile,
+        "commit": started_on,
+        "command": f"python benchmarks/{Path(__file__).name} " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_precision": torch.get_float32_matmul_precision(),
+        "input_frame_size": list(PED2_SIZE),
+        "batches": batches,
+        "weights": "random (the profile's architecture)",
+        "training_data": "synthetic UCSD layout, 240x360 frames",
+        "quick": args.quick,
+        "models": {},
+    }
+    path: Path | None = None
+
+    def save() -> None:
+        nonlocal path
+        record["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+        if path is not None:
+            path.unlink()
+        path = write_result(record, f"speed_gpu_{args.profile}" + ("_quick" if args.quick else ""))
+
+    with tempfile.TemporaryDirectory() as data_root:
+        for name in models:  # eager inference and training first: the compile phase is the one a budget cuts
+            entry: dict[str, Any] = {"config": model_config(name, args.profile).name}
+            record["models"][name] = entry
+            try:
+                module = build_model(name, args.profile, args.device)
+                entry["image_size"] = list(module.image_size)
+                entry["parameters"] = sum(p.numel() for p in module.model.parameters())
+                if args.device.startswith("cuda"):
+                    torch.cuda.reset_peak_memory_stats()
+                entry["inference_clips_per_second"] = inference_speed(module, batches, args.device, seconds)
+                del module
+            except Exception as error:  # noqa: BLE001 - record it, measure the next model
+                logger.exception("%s inference failed", name)
+                entry["inference_error"] = repr(error)
+            if steps > 0:
+                batch = PAPER_BATCH.get(name, 4) if args.profile == "paper" else 4
+                entry["training"] = {}
+                for precision in args.train_precisions.split(","):
+                    try:
+                        # one first-stage epoch, untimed (see the module docstring)
+                        shorten = {FIRST_STAGE[name]: 1} if name in FIRST_STAGE else {}
+                        fresh = build_model(name, args.profile, "cpu", **shorten)
+                        datamodule = synthetic_datamodule(Path(data_root), fresh.clip_length, batch)
+                        fresh.train()
+                        entry["training"][precision] = training_speed(fresh, datamodule, steps, args.device, precision)
+                    except Exception as error:  # noqa: BLE001
+                        logger.exception("%s training (%s) failed", name, precision)
+                        entry["training"][precision] = {"error": repr(error)}
+            if args.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            logger.info("%s: %s", name, entry)
+            save()
+    if compile_until is not None:
+        for name in models:
+            try:
+                module = build_model(name, args.profile, args.device)
+                compiled = inference_speed(module, batches, args.device, seconds, compile_until)
+                for key, value in compiled.items():
+                    record["models"][name].setdefault("inference_clips_per_second", {}).setdefault(key, {}).update(
+                        value
+                    )
+                del module
+            except Exception as error:  # noqa: BLE001
+                logger.exception("%s compile failed", name)
+                record["models"][name]["compile_error"] = repr(error)
+            save()
+    logger.info("wrote %s", path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

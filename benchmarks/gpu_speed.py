@@ -157,6 +157,9 @@ def inference_speed(
                     logger.warning("%s skipped: the time budget is spent", name)
                     continue
                 try:
+                    # Dynamo caches per code object: ``predict_clip`` of every model and precision would share
+                    # one cache and, past its recompile limit, silently run eager. Start each compile afresh.
+                    torch._dynamo.reset()  # noqa: SLF001
                     compiled = torch.compile(module.predict_clip, dynamic=False)
                     start = time.perf_counter()
                     with autocast[precision]():

@@ -147,34 +147,20 @@ def inference_speed(
         compile_seconds: dict[str, float] = {}
         with module.read_only_eval(), nhwc.read_only_eval(), torch.inference_mode():
             reference = module.predict_clip(clips)
-            todo = dict(variants)
-            for precision in ("fp32", "bf16"):
-                name = f"compile_{precision}"
-                if compile_until is None:
-                    continue
-                if time.perf_counter() > compile_until:
-                    row[name] = None
-                    logger.warning("%s skipped: the time budget is spent", name)
-                    continue
-                try:
-                    # Dynamo caches per code object: ``predict_clip`` of every model and precision would share
-                    # one cache and, past its recompile limit, silently run eager. Start each compile afresh.
-                    torch._dynamo.reset()  # noqa: SLF001
-                    compiled = torch.compile(module.predict_clip, dynamic=False)
-                    start = time.perf_counter()
-                    with autocast[precision]():
-                        compiled(clips)
-                    synchronize(device)
-                except Exception as error:  # noqa: BLE001 - a failed compile must not lose the eager figures
-                    logger.warning("%s at batch %d failed: %r", name, batch, error)
-                    row[name] = None
-                    difference[name] = repr(error)
-                    continue
-                compile_seconds[name] = round(time.perf_counter() - start, 1)
-                todo[name] = (compiled, precision)
-            for name, (fn, precision) in todo.items():
 
-                def call(fn=fn, precision=precision, clips=clips) -> dict[str, Any]:  # noqa: ANN001
+            def measure(  # noqa: PLR0913
+                name: str,
+                fn,  # noqa: ANN001
+                precision: str,
+                row: dict = row,
+                difference: dict = difference,
+                batch: int = batch,
+                clips=clips,  # noqa: ANN001
+                reference: dict = reference,
+            ) -> None:
+                """Time ``fn(clips)`` under ``precision`` into ``row``, its difference from the reference too."""
+
+                def call() -> dict[str, Any]:
                     with autocast[precision]():
                         return fn(clips)
 
@@ -185,6 +171,32 @@ def inference_speed(
                     logger.warning("%s at batch %d failed: %r", name, batch, error)
                     row[name] = None
                     difference[name] = repr(error)
+
+            for name, (fn, precision) in variants.items():
+                measure(name, fn, precision)
+            for precision in ("fp32", "bf16") if compile_until is not None else ():
+                name = f"compile_{precision}"
+                if time.perf_counter() > compile_until:
+                    row[name] = None
+                    logger.warning("%s skipped: the time budget is spent", name)
+                    continue
+                # Dynamo caches per code object: ``predict_clip`` of every model and precision would share one
+                # cache and, past its recompile limit, silently run eager. Each compile starts afresh and is
+                # timed before the next one.
+                torch._dynamo.reset()  # noqa: SLF001
+                compiled = torch.compile(module.predict_clip, dynamic=False)
+                start = time.perf_counter()
+                try:
+                    with autocast[precision]():
+                        compiled(clips)
+                    synchronize(device)
+                except Exception as error:  # noqa: BLE001 - a failed compile must not lose the eager figures
+                    logger.warning("%s at batch %d failed: %r", name, batch, error)
+                    row[name] = None
+                    difference[name] = repr(error)
+                    continue
+                compile_seconds[name] = round(time.perf_counter() - start, 1)
+                measure(name, compiled, precision)
         results[f"batch{batch}"] = row
         results[f"batch{batch}_largest_relative_difference"] = difference
         if compile_seconds:

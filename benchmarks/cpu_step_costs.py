@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> Path:
             ("gaussian_torch", {"neighbourhood": "gaussian"}, True),
         ):
             clusterer = AdaptiveClusterer(feature_dim=dim, **kwargs)
-            clusterer.numpy_on_cpu = numpy_loop
+            clusterer.numpy_loop = numpy_loop
             som[f"{name}_{dim}x{side}x{side}"] = round(
                 per_call(lambda c=clusterer, f=features: c.fit_feature_map(f), 3), 4
             )

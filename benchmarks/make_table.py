@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, configured_at, configured_epochs  # noqa: E402
+from common import REPO, RESULTS, config_path, configured_at, configured_epochs  # noqa: E402
 
 # Published Ped2 frame-level micro AUC (spec/methods.md §6.1).
 # APN: 96.5 single-scale, 98.2 with the paper's "multi-scale testing" (absent from its code); both smoothed.
@@ -203,6 +206,144 @@ def speed_table(rows: list[tuple[str, dict, dict, str]]) -> str:
     return "\n".join(lines)
 
 
+# Frames of the 16 UCSD Ped2 training videos (Train001-Train016): 2550 in all.
+PED2_TRAIN_FRAMES = (120, 150, 150, 180, 180, 150, 150, 120, 180, 180, 180, 180, 180, 150, 150, 150)
+# First commit whose gpu_speed.py starts every torch.compile afresh: before it, the compiles of one run shared
+# Dynamo's cache of ``predict_clip`` and, past its recompile limit, silently ran eager.
+GPU_COMPILE_FIX = "b1d17d6"
+GPU_COLUMNS = (
+    ("eager fp32 b1", "batch1", "eager_fp32"),
+    ("compile fp32 b1", "batch1", "compile_fp32"),
+    ("eager fp32 b{large}", "batch{large}", "eager_fp32"),
+    ("eager bf16 b{large}", "batch{large}", "eager_bf16"),
+    ("bf16 channels-last b{large}", "batch{large}", "eager_bf16_channels_last"),
+    ("compile fp32 b{large}", "batch{large}", "compile_fp32"),
+    ("compile bf16 b{large}", "batch{large}", "compile_bf16"),
+)
+
+
+def includes_commit(revision: str, ancestor: str) -> bool:
+    """Whether git ``revision`` (``-dirty`` dropped) contains ``ancestor`` (``False`` when git cannot tell)."""
+    try:
+        subprocess.run(
+            ["git", "merge-base", "--is-ancestor", ancestor, revision.removesuffix("-dirty")],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
+
+
+def paper_training_minutes(model: str, training: dict) -> float | None:
+    """Minutes of optimisation steps alone for the paper profile's epochs on Ped2, from measured step times.
+
+    Main-stage epochs at ``step_seconds``, first-stage epochs (DLAN-AC's ``ac_epochs``, CDDA's
+    ``ae_epochs``) at ``first_stage_step_seconds``; every clip of the 16 training videos once per epoch.
+    Data loading, validation, k-means and the test pass are not in it.
+    """
+    path = config_path(model, "paper")
+    if "step_seconds" not in training or not path.is_file():
+        return None
+    config = yaml.safe_load(path.read_text())
+    args = config["model"].get("init_args") or {}
+    clip = int(args.get("num_input_frames", 4)) + 1
+    steps = -(-sum(n - clip + 1 for n in PED2_TRAIN_FRAMES) // training["batch"])
+    first = int(args.get("ac_epochs", 0)) + int(args.get("ae_epochs", 0))
+    main = int(config["trainer"]["max_epochs"]) - first
+    seconds = steps * (main * training["step_seconds"] + first * training.get("first_stage_step_seconds", 0.0))
+    return seconds / 60
+
+
+def latest_gpu_speed(profile: str = "paper") -> tuple[dict[str, dict], list[str], int] | None:
+    """Per model and cell, the newest full ``gpu_speed.py`` value (compile cells from fixed commits only).
+
+    Returns ``(rows, files, large batch)``; each row maps a column to ``(value, file)`` and also holds
+    ``training`` (the newest run's training entries), ``memory`` and ``parameters``.
+    """
+    paths = sorted(RESULTS.glob(f"speed_gpu_{profile}_2*.json"))
+    if not paths:
+        return None
+    rows: dict[str, dict] = {}
+    large = 0
+    for path in paths:
+        record = json.loads(path.read_text())
+        file = path.relative_to(REPO).as_posix()
+        large = max(large, *record["batches"])
+        compile_ok = includes_commit(record.get("commit", "unknown"), GPU_COMPILE_FIX)
+        for model, entry in record["models"].items():
+            row = rows.setdefault(model, {"files": [], "device": record["device"]})
+            speed = entry.get("inference_clips_per_second", {})
+            for batch_key, values in speed.items():
+                if not batch_key.startswith("batch") or not isinstance(values, dict) or "_" in batch_key:
+                    continue
+                for variant, value in values.items():
+                    if value is None or (variant.startswith("compile") and not compile_ok):
+                        continue
+                    row[(batch_key, variant)] = (value, file)
+            if "peak_memory_mib" in speed:
+                row["memory"] = (speed["peak_memory_mib"], file)
+            if "parameters" in entry:
+                row["parameters"] = entry["parameters"]
+            if any("error" not in t for t in entry.get("training", {}).values()):
+                row["training"] = (entry["training"], file)
+    for row in rows.values():
+        row["files"] = sorted({v[1] for v in row.values() if isinstance(v, tuple)})
+    return rows, [p.relative_to(REPO).as_posix() for p in paths], large
+
+
+def gpu_speed_table(rows: dict[str, dict], large: int) -> str:
+    """Clips per second on the GPU per variant, peak memory, training speed and a paper-profile time estimate."""
+    header = [name.format(large=large) for name, _, _ in GPU_COLUMNS]
+    lines = [
+        "| model | parameters | "
+        + " | ".join(header)
+        + f" | peak memory b{large} | training clips/s fp32 / bf16-mixed (batch) | first-stage step"
+        " | paper profile, steps alone | results files |",
+        "| --- | --- | " + " | ".join("---" for _ in header) + " | --- | --- | --- | --- | --- |",
+    ]
+    order = list(PAPER_PED2)
+    for model in sorted(rows, key=lambda m: order.index(m) if m in order else 99):
+        row = rows[model]
+        cells = []
+        for _, batch_key, variant in GPU_COLUMNS:
+            value = row.get((batch_key.format(large=large), variant))
+            cells.append("–" if value is None else f"{value[0]:.0f}")
+        memory = f"{row['memory'][0] / 1024:.1f} GiB" if "memory" in row else "–"
+        training, first, estimate = "–", "–", "–"
+        if "training" in row:
+            runs = row["training"][0]
+            fp32, bf16 = runs.get("32", {}), runs.get("bf16-mixed", {})
+            training = " / ".join(
+                f"{r['clips_per_second']:.0f}" if "clips_per_second" in r else "–" for r in (fp32, bf16)
+            )
+            training += f" ({fp32.get('batch', bf16.get('batch', '?'))})"
+            if "first_stage_step_seconds" in fp32:
+                first = f"{1000 * fp32['first_stage_step_seconds']:.0f} ms"
+            minutes = paper_training_minutes(model, fp32)
+            estimate = "–" if minutes is None else f"{minutes:.0f} min"
+        parameters = f"{row['parameters'] / 1e6:.1f} M" if "parameters" in row else "–"
+        files = ", ".join(f"`{f}`" for f in row["files"])
+        lines.append(
+            f"| {NAMES.get(model, model)} | {parameters} | "
+            + " | ".join(cells)
+            + f" | {memory} | {training} | {first} | {estimate} | {files} |"
+        )
+    devices = sorted({row["device"] for row in rows.values()})
+    lines += [
+        "",
+        f"Clips per second on {', '.join(devices)}, paper-profile networks with random weights, raw 240x360 frames"
+        " in (the pipeline resizes them; one clip scores one frame). Compile columns count only runs whose"
+        f" `gpu_speed.py` compiles every variant afresh (commit {GPU_COMPILE_FIX} on). Training: the main"
+        " stage's step at the paper batch through anomalib's Engine, data loading excluded. *Paper profile,"
+        " steps alone*: the paper epochs over Ped2's 2486 training clips at the measured fp32 step times (first"
+        " stage at its own step time), without data loading, k-means, validation or the test pass: an estimate,"
+        " not a run.",
+    ]
+    return "\n".join(lines)
+
+
 def seed_spread(records: list[dict]) -> dict[tuple[str, str], str]:
     """Mean and range of the micro AUC over the seeds of each (model, profile), where runs of 2+ seeds exist.
 
@@ -305,6 +446,10 @@ def main() -> None:
     if speed:
         replace_block(REPO / "README.md", "speed", speed_table(speed))
     replace_block(REPO / "README.md", "summary", summary_table(records, speed))
+    gpu = latest_gpu_speed()
+    if gpu:
+        rows, _, large = gpu
+        replace_block(REPO / "README.md", "gpu_speed", gpu_speed_table(rows, large))
     som = som_m_table()
     if som:
         replace_block(REPO / "anomalib_vadproto" / "models" / "dlan_ac" / "README.md", "dlan_ac_som_m", som)

@@ -97,6 +97,50 @@ def test_trials_with_model_overrides_stay_out_of_the_tables(make_table, tmp_path
     assert shown[0]["file"] == "benchmarks/results/accuracy_cdda_lite_ped2_20990101T000000.json"
 
 
+def test_gpu_table_keeps_compile_figures_of_fixed_runs_only(make_table, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import json
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+
+    def record(commit: str, eager: float, compiled: float | None) -> dict:
+        speed = {"eager_fp32": eager, "compile_fp32": compiled}
+        training = {"32": {"batch": 4, "step_seconds": 0.02, "clips_per_second": 200.0}}
+        entry = {"parameters": 1_000_000, "inference_clips_per_second": {"batch1": speed, "batch32": speed}}
+        return {
+            "commit": commit,
+            "device": "GPU",
+            "batches": [1, 32],
+            "models": {"mnad": entry | {"training": training}},
+        }
+
+    # the older run's compile figure predates the fix; the newer run has none (budget spent) but newer eager
+    (results / "speed_gpu_paper_20990101T000000.json").write_text(json.dumps(record("old", 100.0, 999.0)))
+    (results / "speed_gpu_paper_20990101T000001.json").write_text(json.dumps(record("new", 120.0, None)))
+    monkeypatch.setattr(make_table, "RESULTS", results)
+    monkeypatch.setattr(make_table, "REPO", tmp_path)
+    monkeypatch.setattr(make_table, "includes_commit", lambda revision, ancestor: revision == "new")
+    rows, files, large = make_table.latest_gpu_speed()
+    assert large == 32 and len(files) == 2
+    assert ("batch1", "compile_fp32") not in rows["mnad"]
+    assert rows["mnad"][("batch1", "eager_fp32")] == (120.0, "benchmarks/results/speed_gpu_paper_20990101T000001.json")
+    table = make_table.gpu_speed_table(rows, large)
+    assert "| MNAD | 1.0 M | 120 | – | 120 |" in table
+
+
+def test_paper_training_minutes_counts_every_ped2_clip_once_per_epoch(make_table) -> None:  # noqa: ANN001
+    # MNAD's paper profile: 60 epochs of ceil((2550 - 16 * 4) / 4) = 622 steps
+    assert make_table.paper_training_minutes("mnad", {"batch": 4, "step_seconds": 0.02}) == pytest.approx(
+        622 * 60 * 0.02 / 60
+    )
+    # DLAN-AC's: 10 AC epochs at the first-stage step, 80 DLAN epochs, ceil(2486 / 8) = 311 steps each
+    minutes = make_table.paper_training_minutes(
+        "dlan_ac", {"batch": 8, "step_seconds": 0.03, "first_stage_step_seconds": 0.5}
+    )
+    assert minutes == pytest.approx(311 * (80 * 0.03 + 10 * 0.5) / 60)
+    assert make_table.paper_training_minutes("mnad", {"batch": 4}) is None
+
+
 @pytest.fixture(scope="module")
 def ped2_accuracy():  # noqa: ANN201
     return load_benchmark("ped2_accuracy")

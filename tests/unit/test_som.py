@@ -230,3 +230,27 @@ def test_winner_only_fast_path_matches_reference_loop():
         weights[winner] += 0.5 / (1 + t / 150) * (sample - weights[winner])
     som.fit_feature_map(x)
     torch.testing.assert_close(som.weights.double(), weights, atol=1e-5, rtol=1e-5)
+
+
+def test_torch_loop_matches_numpy_loop(monkeypatch):
+    """``numpy_loop = False`` (the torch loop on the weights' device) gives the NumPy loop's weights and z."""
+    x, _ = blobs(4, seed=7)
+    results = []
+    for numpy_loop in (True, False):
+        monkeypatch.setattr(AdaptiveClusterer, "numpy_loop", numpy_loop)
+        som = AdaptiveClusterer(feature_dim=8, num_iterations=300, seed=2)
+        z = som.fit_feature_map(x)
+        results.append((som.weights.clone(), z))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-5)
+    assert results[0][1] == results[1][1] == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_numpy_loop_from_gpu_weights_writes_back():
+    """On a GPU the loop runs on a host copy and writes the weights back: same weights as on CPU."""
+    x, _ = blobs(4, seed=9)
+    cpu = AdaptiveClusterer(feature_dim=8, num_iterations=300, seed=4)
+    gpu = AdaptiveClusterer(feature_dim=8, num_iterations=300, seed=4).cuda()
+    assert cpu.fit_feature_map(x) == gpu.fit_feature_map(x.cuda())
+    assert gpu.weights.is_cuda
+    torch.testing.assert_close(gpu.weights.cpu(), cpu.weights)

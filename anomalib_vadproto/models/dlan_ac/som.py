@@ -202,8 +202,13 @@ class AdaptiveClusterer(nn.Module):
         # Squared grid distances ‖r_l − r_w‖², (L, L); not state, so not saved.
         self.register_buffer("grid_sq_dist", torch.cdist(coords, coords).square(), persistent=False)
 
-    #: Run the winner-only loop on NumPy views on CPU (the torch loop is kept for other devices and for comparison).
-    numpy_on_cpu = True
+    #: Run the winner-only loop in NumPy on the host, for weights on a GPU too (``False``: the torch loop, on the
+    #: weights' device). Each iteration is a few tiny operations over ``(L, C)``, so the cost is per-operation
+    #: overhead: at the paper size NumPy took 78 ms per 5000-iteration map on a 2-core CPU
+    #: (``speed_cpu_step_costs_20261123T230203.json``), the torch loop about 300 ms per map on an H200 (2.4 s of
+    #: SOM per AC-stage step of 8 maps, ``speed_gpu_paper_20261204T063546.json``). A GPU pays one copy of the
+    #: map to the host and of the weights back, per map.
+    numpy_loop = True
 
     weights: Tensor
     z_sum: Tensor
@@ -299,19 +304,24 @@ class AdaptiveClusterer(nn.Module):
 
         """
         x_all = self._check(features)
-        samples = x_all[self._sample_indices(x_all.shape[0]).to(x_all.device)]  # (k, C)
         factors = self.decay_factors()
         weights = self.weights
         winner_only = self.neighbourhood == "truncated" and self.sigma < 1.0
-        if winner_only and weights.device.type == "cpu" and self.numpy_on_cpu:
-            # Same steps on NumPy views of the same CPU memory: ~3x less per-step dispatch overhead.
-            w_np, s_np = weights.numpy(), samples.numpy()
+        if winner_only and self.numpy_loop:
+            # On CPU ``host`` is the weights' own memory; from a GPU it is a copy, written back below.
+            host = weights.cpu()
+            w_np = host.numpy()
+            s_np = x_all.cpu().numpy()[self._sample_indices(x_all.shape[0]).numpy()]  # (k, C)
             rates = [self.learning_rate * f for f in factors]
             for t in range(self.num_iterations):
                 diff = s_np[t] - w_np
                 w = np.einsum("lc,lc->l", diff, diff).argmin()
                 w_np[w] += rates[t] * diff[w]
-        elif winner_only:
+            if host is not weights:
+                weights.copy_(host)
+            return self._record(x_all)
+        samples = x_all[self._sample_indices(x_all.shape[0]).to(x_all.device)]  # (k, C)
+        if winner_only:
             # δ(t) ≤ δ < 1 ≤ distance to any other grid node: h = 1 at the winner, 0 elsewhere.
             # Exactly equivalent to the general update, on the winner row only.
             for t, f in enumerate(factors):

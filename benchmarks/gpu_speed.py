@@ -49,6 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MODELS, commit, parse_models, write_result  # noqa: E402
 from ped2_accuracy import PAPER_BATCH, model_config  # noqa: E402
+from speed import ped2_datamodule, training_speed  # noqa: E402
 
 logger = logging.getLogger("gpu_speed")
 PED2_SIZE = (240, 360)
@@ -207,76 +208,12 @@ def inference_speed(
     return results
 
 
-def synthetic_datamodule(root: Path, clip_length: int, batch: int):  # noqa: ANN201
+def synthetic_datamodule(root: Path, module, batch: int):  # noqa: ANN001, ANN201
     """A synthetic UCSD-layout dataset at Ped2's frame size, read as the accuracy benchmark reads Ped2."""
-    from anomalib_vadproto import LocalUCSDped
     from anomalib_vadproto.data import make_synthetic_ucsd
 
     make_synthetic_ucsd(root, category="synthetic", n_train=2, n_test=1, n_frames=80, height=240, width=360)
-    datamodule = LocalUCSDped(
-        cache_frames=True,
-        root=root,
-        category="synthetic",
-        clip_length_in_frames=clip_length,
-        frames_between_clips=1,
-        target_frame="last",
-        train_batch_size=batch,
-        eval_batch_size=batch,
-        num_workers=0,
-    )
-    datamodule.setup()
-    return datamodule
-
-
-def training_speed(module, datamodule, steps: int, device: str, precision: str) -> dict[str, Any]:  # noqa: ANN001
-    """Clips per second of the main stage's optimisation step through anomalib's ``Engine``."""
-    from anomalib.engine import Engine
-    from lightning.pytorch import Callback
-
-    class StepTimer(Callback):
-        def __init__(self) -> None:
-            self.seconds: dict[int, list[float]] = {}
-
-        def on_train_batch_start(self, *args: Any) -> None:  # noqa: ANN401
-            synchronize(device)
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:  # noqa: ANN401
-            synchronize(device)
-            self.seconds.setdefault(trainer.current_epoch, []).append(time.perf_counter() - self.start)
-
-    first_stage = sum(int(getattr(module, name, 0)) for name in FIRST_STAGE.values())
-    timer = StepTimer()
-    with tempfile.TemporaryDirectory() as work:
-        engine = Engine(
-            accelerator="gpu" if device.startswith("cuda") else "cpu",
-            devices=1,
-            precision=precision,
-            max_epochs=first_stage + 1,
-            limit_train_batches=steps,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            default_root_dir=work,
-            logger=False,
-            enable_progress_bar=False,
-            callbacks=[timer],
-        )
-        engine.fit(model=module, datamodule=datamodule)
-    seconds = timer.seconds[first_stage]
-    measured = seconds[min(5, len(seconds) // 2) :]  # the first steps warm the allocator and cuDNN up
-    step = statistics.median(measured)
-    result = {
-        "batch": datamodule.train_batch_size,
-        "precision": precision,
-        "step_seconds": round(step, 5),
-        "clips_per_second": round(datamodule.train_batch_size / step, 2),
-        "steps_timed": len(measured),
-    }
-    if first_stage:  # its step is timed too, separately (the SOM or the k-means epoch's extra work included)
-        first = timer.seconds[0][min(5, len(timer.seconds[0]) // 2) :]
-        result["first_stage_step_seconds"] = round(statistics.median(first), 5)
-        result["first_stage_epochs_shortened_to"] = first_stage
-    return result
+    return ped2_datamodule(module, root, train_batch=batch, eval_batch=batch, category="synthetic")
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -354,8 +291,7 @@ def main(argv: list[str] | None = None) -> Path:
                         # one first-stage epoch, untimed (see the module docstring)
                         shorten = {FIRST_STAGE[name]: 1} if name in FIRST_STAGE else {}
                         fresh = build_model(name, args.profile, "cpu", **shorten)
-                        datamodule = synthetic_datamodule(Path(data_root), fresh.clip_length, batch)
-                        fresh.train()
+                        datamodule = synthetic_datamodule(Path(data_root), fresh, batch)
                         entry["training"][precision] = training_speed(fresh, datamodule, steps, args.device, precision)
                     except Exception as error:  # noqa: BLE001
                         logger.exception("%s training (%s) failed", name, precision)

@@ -9,8 +9,8 @@ For every model (lite profile by default, the weights of its last ``ped2_accurac
   OpenVINO exports of the same pipeline: FP32, FP16 (anomalib's ``CompressionType.FP16``: weights
   stored in half precision; this CPU has no FP16 arithmetic, so OpenVINO computes in FP32) and INT8
   (``INT8_PTQ``: NNCF post-training quantisation calibrated on 300 training clips). Inputs are raw
-  Ped2-size frames (240x360 RGB); every pipeline resizes them itself. On a GPU: eager FP32,
-  ``torch.compile``, bf16 and fp16 autocast.
+  Ped2-size frames (240x360 RGB); every pipeline resizes them itself. GPU speeds:
+  ``benchmarks/gpu_speed.py``.
 * **training**: clips per second of the optimisation step (forward, losses, backward, optimiser,
   state updates) through anomalib's Engine on Ped2 at the profile's batch, data loading excluded.
 * **AUC change** (``--auc``): the papers' protocol AUC on the Ped2 test set from each export's cues,
@@ -97,14 +97,14 @@ def load_model(model: str, profile: str, checkpoint: Path | None):  # noqa: ANN2
     return module.eval()
 
 
-def ped2_datamodule(module, root: Path, train_batch: int, eval_batch: int):  # noqa: ANN001, ANN201
-    """Ped2 as the accuracy benchmark reads it (frame cache, no workers)."""
+def ped2_datamodule(module, root: Path, train_batch: int, eval_batch: int, category: str = "UCSDped2"):  # noqa: ANN001, ANN201
+    """Ped2 (or another UCSD-layout ``category``) as the accuracy benchmark reads it (frame cache, no workers)."""
     from anomalib_vadproto import LocalUCSDped
 
     datamodule = LocalUCSDped(
         cache_frames=True,
         root=root,
-        category="UCSDped2",
+        category=category,
         clip_length_in_frames=module.clip_length,
         frames_between_clips=1,
         target_frame="last",
@@ -165,63 +165,50 @@ def inference_speed(module, irs: dict[str, Path], batches: list[int], min_second
         row = {name: round(batch / value, 2) for name, value in seconds.items()}
         speed[f"batch{batch}"] = row
         logger.info("batch %d, clips/s: %s", batch, row)
-    if torch.cuda.is_available():
-        speed["gpu"] = gpu_speed(module, batches, min_seconds)
     return speed
 
 
-def gpu_speed(module, batches: list[int], min_seconds: float) -> dict[str, Any]:  # noqa: ANN001
-    """Eager FP32, ``torch.compile``, bf16 and fp16 autocast on the GPU (clips per second)."""
-    import torch
-
-    gpu = copy.deepcopy(module).cuda()
-    run = pytorch_runner(gpu)
-    compiled = torch.compile(gpu.predict_clip)
-
-    def timed(fn) -> float:  # noqa: ANN001
-        def call() -> None:
-            fn()
-            torch.cuda.synchronize()
-
-        return median_seconds(call, min_seconds)
-
-    results: dict[str, Any] = {"device": torch.cuda.get_device_name(0)}
-    for batch in batches:
-        clips = torch.rand(batch, gpu.clip_length, 3, *PED2_SIZE, device="cuda")
-        row = {"eager_fp32": timed(lambda clips=clips: run(clips))}
-        with gpu.read_only_eval(), torch.inference_mode():
-            row["compile_fp32"] = timed(lambda clips=clips: compiled(clips))
-            for dtype in ("bfloat16", "float16"):
-                with torch.autocast("cuda", dtype=getattr(torch, dtype)):
-                    row[f"eager_{dtype}"] = timed(lambda clips=clips: gpu.predict_clip(clips))
-        results[f"batch{batch}"] = {k: round(batch / v, 2) for k, v in row.items()}
-    return results
-
-
-def training_speed(module, datamodule, steps: int) -> dict[str, Any]:  # noqa: ANN001
+def training_speed(module, datamodule, steps: int, device: str = "cpu", precision: str = "32") -> dict[str, Any]:  # noqa: ANN001
     """Optimisation steps through anomalib's Engine; returns clips per second (data loading excluded).
 
     ``module`` is freshly initialised. Models with a first stage (DLAN-AC's clusterer epochs, CDDA's
-    autoencoder pre-training) run it on ``steps`` batches per epoch first; only the main stage is timed.
+    autoencoder pre-training) run it on ``steps`` batches per epoch first; the main stage's step is the
+    one reported, the first stage's median step beside it. On a GPU (``device`` ``cuda``) every step
+    is timed between device synchronisations.
     """
     from anomalib.engine import Engine
     from lightning.pytorch import Callback
+
+    def synchronize() -> None:
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
 
     class StepTimer(Callback):
         def __init__(self) -> None:
             self.seconds: dict[int, list[float]] = {}
 
         def on_train_batch_start(self, *args: Any) -> None:  # noqa: ANN401
+            synchronize()
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, trainer: Any, *args: Any) -> None:  # noqa: ANN401
+            synchronize()
             self.seconds.setdefault(trainer.current_epoch, []).append(time.perf_counter() - self.start)
+
+    def median_after_warmup(seconds: list[float]) -> tuple[float, int]:
+        measured = seconds[min(5, len(seconds) // 2) :]  # the first steps warm the allocator up
+        return statistics.median(measured), len(measured)
 
     first_stage = int(getattr(module, "ac_epochs", 0)) + int(getattr(module, "ae_epochs", 0))
     timer = StepTimer()
     module.train()
     with tempfile.TemporaryDirectory() as work:
         engine = Engine(
+            accelerator="gpu" if device.startswith("cuda") else "cpu",
+            devices=1,
+            precision=precision,
             max_epochs=first_stage + 1,
             limit_train_batches=steps,
             limit_val_batches=0,
@@ -231,16 +218,18 @@ def training_speed(module, datamodule, steps: int) -> dict[str, Any]:  # noqa: A
             callbacks=[timer],
         )
         engine.fit(model=module, datamodule=datamodule)
-    seconds = timer.seconds[first_stage]
-    measured = seconds[min(5, len(seconds) // 2) :]  # the first steps warm the allocator up
-    step = statistics.median(measured)
-    return {
+    step, timed = median_after_warmup(timer.seconds[first_stage])
+    result = {
         "batch": datamodule.train_batch_size,
-        "step_seconds": round(step, 4),
+        "precision": precision,
+        "step_seconds": round(step, 5),
         "clips_per_second": round(datamodule.train_batch_size / step, 2),
-        "steps_timed": len(measured),
+        "steps_timed": timed,
         "first_stage_epochs_untimed": first_stage,
     }
+    if first_stage:  # the first stage's step (with the SOM, or the k-means epoch's extra work), separately
+        result["first_stage_step_seconds"] = round(median_after_warmup(timer.seconds[0])[0], 5)
+    return result
 
 
 def export_auc(module, irs: dict[str, Path], datamodule, limit: int | None) -> dict[str, Any]:  # noqa: ANN001

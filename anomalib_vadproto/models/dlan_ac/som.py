@@ -204,8 +204,8 @@ class AdaptiveClusterer(nn.Module):
 
     #: Run the winner-only loop in NumPy on the host, for weights on a GPU too (``False``: the torch loop, on the
     #: weights' device). Each iteration is a few tiny operations over ``(L, C)``, so the cost is per-operation
-    #: overhead: at the paper size NumPy took 78 ms per 5000-iteration map on a 2-core CPU
-    #: (``speed_cpu_step_costs_20261123T230203.json``), the torch loop about 300 ms per map on an H200 (2.4 s of
+    #: overhead: at the paper size NumPy took 78-93 ms per 5000-iteration map on a 2-core CPU
+    #: (``speed_cpu_step_costs_20261123T*.json``), the torch loop about 300 ms per map on an H200 (2.4 s of
     #: SOM per AC-stage step of 8 maps, ``speed_gpu_paper_20261204T063546.json``). A GPU pays one copy of the
     #: map to the host and of the weights back, per map.
     numpy_loop = True

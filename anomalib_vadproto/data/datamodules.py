@@ -91,6 +91,20 @@ class ClipReaderMixin:
             self.cache[key] = load()
         return self.cache[key]
 
+    def fill_cache(self) -> None:
+        """Decode every video (and its masks) into the cache now; nothing without ``cache_frames``.
+
+        DataLoader worker processes forked after this share the decoded frames with the main process
+        (copy-on-write) instead of each decoding the videos again, every epoch, into a cache of its own.
+        """
+        if self.cache is None:
+            return
+        first = torch.zeros(1, dtype=torch.long)
+        for video_idx in range(len(self.video_paths)):
+            self.read_frames(video_idx, first)
+            if self.mask_paths[video_idx] != "":
+                self.read_masks(video_idx, first)
+
     def read_frames(self, video_idx: int, frames: torch.Tensor) -> torch.Tensor:
         """Return frames ``frames`` (indices) of video ``video_idx``: ``uint8`` ``(T, 3, H, W)``."""
         raise NotImplementedError
@@ -139,6 +153,21 @@ class CachedUCSDpedClipsIndexer(ClipReaderMixin, UCSDpedClipsIndexer):
         return self._video(self.mask_paths[video_idx], "*.bmp", "L")[frames, 0]
 
 
+def fill_caches_for_workers(datamodule: Any) -> None:  # noqa: ANN401
+    """With ``cache_frames`` and ``num_workers > 0``, decode every video of both splits in this process.
+
+    Called at the end of a local datamodule's ``_setup``: the workers that each dataloader forks then
+    start with the whole cache (:meth:`ClipReaderMixin.fill_cache`). Under the ``spawn`` start method
+    (macOS, Windows) each worker receives a pickled copy of it instead.
+    """
+    if not getattr(datamodule, "cache_frames", False) or datamodule.num_workers <= 0:
+        return
+    for dataset in (datamodule.train_data, datamodule.test_data):
+        indexer = getattr(dataset, "indexer", None)
+        if isinstance(indexer, ClipReaderMixin):
+            indexer.fill_cache()
+
+
 class LocalUCSDped(UCSDped):
     """anomalib's :class:`~anomalib.data.UCSDped` for data already on disk: never downloads.
 
@@ -147,8 +176,9 @@ class LocalUCSDped(UCSDped):
 
     Args:
         cache_frames: Decode each video once and keep its frames in memory
-            (:class:`CachedUCSDpedClipsIndexer`); same batches, far less decoding. Worth it with
-            ``num_workers: 0`` (worker processes start each epoch with an empty cache).
+            (:class:`CachedUCSDpedClipsIndexer`); same batches, far less decoding. With
+            ``num_workers > 0`` every video is decoded at setup, in the main process, and the worker
+            processes share those frames (:func:`fill_caches_for_workers`).
         **kwargs: ``UCSDped``'s arguments.
 
     """
@@ -167,3 +197,4 @@ class LocalUCSDped(UCSDped):
             for dataset in (self.train_data, self.test_data):
                 dataset.indexer_cls = CachedUCSDpedClipsIndexer
                 dataset._setup_clips()  # noqa: SLF001
+            fill_caches_for_workers(self)

@@ -52,7 +52,7 @@ from anomalib.data.utils import Split, ValSplitMode
 from anomalib.data.utils.video import ClipsIndexer
 from torchvision.transforms.v2 import Transform
 
-from anomalib_vadproto.data.datamodules import ClipReaderMixin, read_image_files
+from anomalib_vadproto.data.datamodules import ClipReaderMixin, fill_caches_for_workers, read_image_files
 from anomalib_vadproto.data.video_io import VideoIndex, VideoReader, index_video, read_video
 
 __all__ = [
@@ -333,7 +333,8 @@ class LocalAvenue(Avenue):
 
     Args:
         cache_frames: Decode each video once and keep it in memory (full-resolution Avenue: about
-            10 GB per split, so for small data or reduced copies). Worth it with ``num_workers: 0``.
+            10 GB per split, so for small data or reduced copies). With ``num_workers > 0`` every
+            video is decoded at setup and the workers share the frames (``fill_caches_for_workers``).
         **kwargs: ``Avenue``'s arguments (``root``, ``gt_dir``, ``clip_length_in_frames``, ...).
 
     """
@@ -358,6 +359,7 @@ class LocalAvenue(Avenue):
         }
         self.train_data = LocalAvenueDataset(split=Split.TRAIN, **common)
         self.test_data = LocalAvenueDataset(split=Split.TEST, **common)
+        fill_caches_for_workers(self)
 
 
 # ================================================================================================
@@ -555,7 +557,8 @@ class LocalShanghaiTech(ShanghaiTech):
         scene: A scene number (1 to 13 in the real data), a list of them, or ``"all"``/``None`` for
             every scene on disk (the standard protocol trains and tests on all scenes together).
         cache_frames: Decode each video once and keep it in memory (for small data; full
-            ShanghaiTech does not fit). Worth it with ``num_workers: 0``.
+            ShanghaiTech does not fit). With ``num_workers > 0`` every video is decoded at setup and
+            the workers share the frames (``fill_caches_for_workers``).
         train_folder: Sub-folder of ``root/training`` holding the training videos (default:
             ``videos``, or anomalib's ``converted_videos`` when ``videos`` has none).
         target_frame: Frame of the clip whose label and mask are used, a ``VideoTargetFrame`` or its
@@ -601,3 +604,4 @@ class LocalShanghaiTech(ShanghaiTech):
         }
         self.train_data = LocalShanghaiTechDataset(split=Split.TRAIN, **common)
         self.test_data = LocalShanghaiTechDataset(split=Split.TEST, **common)
+        fill_caches_for_workers(self)

@@ -68,3 +68,29 @@ def test_out_of_range_clip_raises(datamodules) -> None:
     _, cached = datamodules
     with pytest.raises(IndexError, match="out of range"):
         cached.train_data.indexer.get_clip(10_000)
+
+
+def test_workers_share_a_cache_filled_at_setup(synthetic_root: Path, datamodules, monkeypatch) -> None:
+    """With workers the cache is full after setup, and no worker decodes a frame: the batches are the same."""
+    from anomalib_vadproto import LocalUCSDped
+    from anomalib_vadproto.data import datamodules as dm
+
+    _, single = datamodules
+    workers = LocalUCSDped(
+        cache_frames=True, root=synthetic_root, category="synthetic", clip_length_in_frames=5,
+        frames_between_clips=1, num_workers=2,
+    )  # fmt: skip
+    workers.setup()
+    for split in ("train_data", "test_data"):
+        indexer = getattr(workers, split).indexer
+        videos = {key for key in indexer.cache if key[1] == "*.tif"}
+        assert len(videos) == len(indexer.video_paths), split
+    assert any(key[1] == "*.bmp" for key in workers.test_data.indexer.cache)  # the masks too
+
+    def no_decoding(path):  # noqa: ANN001, ANN202 - forked workers inherit this patch
+        raise AssertionError(f"decoded {path} in a worker")
+
+    monkeypatch.setattr(dm.Image, "open", no_decoding)
+    for a, b in zip(single.test_dataloader(), workers.test_dataloader(), strict=True):
+        assert torch.equal(a.image, b.image)
+        assert torch.equal(a.gt_mask, b.gt_mask)

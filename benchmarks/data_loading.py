@@ -4,7 +4,9 @@ Times batches of 4 stride-1 clips of 5 frames from the training split, as the li
 anomalib's ``UCSDped`` with 2 worker processes (every frame decoded once per clip it belongs to), the
 frame cache with no workers (each video decoded once, then clips cut from memory), and the frame cache
 with 2 workers (every video decoded at setup in the main process, the workers sharing the frames; the
-setup time is recorded), for a first and a second pass over the same batches.
+setup time is recorded) and, for comparison, with 2 workers filling caches of their own as before
+(``frame_cache_2_workers_unshared``: each worker decodes what it reads, again every epoch), for a first
+and a second pass over the same batches.
 
     python benchmarks/data_loading.py
 """
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> Path:
     import torch
 
     from anomalib_vadproto import LocalUCSDped
+    from anomalib_vadproto.data import datamodules
 
     root = ensure_ped2()
     common = {"root": root, "category": "UCSDped2", "clip_length_in_frames": 5, "frames_between_clips": 1,
@@ -46,11 +49,18 @@ def main(argv: list[str] | None = None) -> Path:
         ("anomalib_reader_2_workers", {"num_workers": 2, "cache_frames": False}),
         ("frame_cache_0_workers", {"num_workers": 0, "cache_frames": True}),
         ("frame_cache_2_workers", {"num_workers": 2, "cache_frames": True}),
+        ("frame_cache_2_workers_unshared", {"num_workers": 2, "cache_frames": True}),
     ):
         torch.manual_seed(0)
         datamodule = LocalUCSDped(**common, **kwargs)
+        fill = datamodules.fill_caches_for_workers
+        if name.endswith("_unshared"):
+            datamodules.fill_caches_for_workers = lambda _: None
         start = time.perf_counter()
-        datamodule.setup()
+        try:
+            datamodule.setup()
+        finally:
+            datamodules.fill_caches_for_workers = fill
         setup = time.perf_counter() - start
         first = seconds_per_batch(datamodule, args.batches)
         second = seconds_per_batch(datamodule, args.batches)

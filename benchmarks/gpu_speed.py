@@ -12,7 +12,8 @@ since the speed of these networks does not depend on their values):
   - ``eager_bf16`` / ``eager_fp16``: eager under ``torch.autocast``;
   - ``eager_bf16_channels_last``: bf16 autocast with channels-last weights (tensor-core layout);
   - ``compile_fp32`` / ``compile_bf16``: ``torch.compile`` of the pipeline (static shapes), compiled
-    once per batch size; the compile time is recorded beside the speed.
+    once per batch size; the compile time and the number of graphs Dynamo compiled (0 would mean the
+  timing is eager) are recorded beside the speed.
 
   Every variant's ``pred_score`` and cues are compared with ``eager_fp32`` on the same clips
   (largest relative difference), so a fast variant that scores differently shows.
@@ -47,21 +48,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, commit, parse_models, write_result  # noqa: E402
+from common import MODELS, commit, parse_models, settings, write_result  # noqa: E402
 from ped2_accuracy import PAPER_BATCH, model_config  # noqa: E402
-from speed import ped2_datamodule, training_speed  # noqa: E402
+from speed import FIRST_STAGE_ARGS, give_finite_bounds, ped2_datamodule, synchronize, training_speed  # noqa: E402
 
 logger = logging.getLogger("gpu_speed")
 PED2_SIZE = (240, 360)
-FIRST_STAGE = {"dlan_ac": "ac_epochs", "cdda": "ae_epochs"}  # the clusterer stage, the autoencoder pre-training
-
-
-def synchronize(device: str) -> None:
-    """Wait for the device's queued work (no-op on CPU)."""
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def median_clips_per_second(fn, batch: int, device: str, seconds: float, min_calls: int = 5) -> float:  # noqa: ANN001
@@ -79,6 +71,12 @@ def median_clips_per_second(fn, batch: int, device: str, seconds: float, min_cal
     return round(batch / statistics.median(times), 2)
 
 
+def one_first_stage_epoch(name: str, profile: str) -> dict[str, int]:
+    """Overrides that shorten the profile's first training stage, if it has one, to a single epoch."""
+    init_args, _ = settings(model_config(name, profile).read_text())
+    return {arg: 1 for arg in FIRST_STAGE_ARGS if arg in (init_args or {})}
+
+
 def build_model(name: str, profile: str, device: str, **overrides: Any):  # noqa: ANN401, ANN201
     """The profile's model (random weights) on ``device``, with finite post-processing bounds."""
     from anomalib.models.components import AnomalibModule
@@ -87,10 +85,7 @@ def build_model(name: str, profile: str, device: str, **overrides: Any):  # noqa
         model_config(name, profile), **{f"model.init_args.{key}": value for key, value in overrides.items()}
     )
     module.visualizer = None
-    for bound, value in (("image_min", 0.0), ("image_max", 1.0), ("pixel_min", 0.0), ("pixel_max", 1.0)):
-        getattr(module.post_processor, bound).fill_(value)
-    for threshold in ("_image_threshold", "_pixel_threshold"):
-        getattr(module.post_processor, threshold).fill_(0.5)
+    give_finite_bounds(module)
     return module.to(device).eval()
 
 
@@ -110,6 +105,28 @@ def largest_relative_difference(outputs: dict[str, Any], reference: dict[str, An
     return worst
 
 
+def time_variant(fn, clips, context, reference: dict, device: str, seconds: float) -> tuple:  # noqa: ANN001
+    """``(clips/s, largest relative difference from reference, seconds of the first call)`` of ``fn(clips)``.
+
+    The first call (a compiled function's compile) is timed alone. A failure gives ``(None, repr(error), None)``.
+    """
+
+    def call() -> dict[str, Any]:
+        with context():
+            return fn(clips)
+
+    try:
+        start = time.perf_counter()
+        outputs = call()
+        synchronize(device)
+        first = time.perf_counter() - start
+        difference = largest_relative_difference(outputs, reference)
+        return median_clips_per_second(call, len(clips), device, seconds), difference, first
+    except Exception as error:  # noqa: BLE001 - one variant failing must not lose the others
+        logger.warning("%r failed: %r", fn, error)
+        return None, repr(error), None
+
+
 def inference_speed(
     module,  # noqa: ANN001
     batches: list[int],
@@ -123,16 +140,19 @@ def inference_speed(
     compiled only while ``time.perf_counter()`` is before it.
     """
     import torch
+    from torch._dynamo.utils import counters
 
-    nhwc = copy.deepcopy(module)
-    nhwc.model.to(memory_format=torch.channels_last)
     autocast = {
         "fp32": contextlib.nullcontext,
         "bf16": lambda: torch.autocast(device.split(":")[0], dtype=torch.bfloat16),
         "fp16": lambda: torch.autocast(device.split(":")[0], dtype=torch.float16),
     }
     variants = {}
+    nhwc_read_only = contextlib.nullcontext
     if compile_until is None:
+        nhwc = copy.deepcopy(module)
+        nhwc_read_only = nhwc.read_only_eval
+        nhwc.model.to(memory_format=torch.channels_last)
         variants = {
             "eager_fp32": (module.predict_clip, "fp32"),
             "eager_bf16": (module.predict_clip, "bf16"),
@@ -144,37 +164,15 @@ def inference_speed(
     for batch in batches:
         clips = torch.rand(batch, module.clip_length, 3, *PED2_SIZE, generator=generator).to(device)
         row: dict[str, Any] = {}
-        difference: dict[str, float] = {}
+        difference: dict[str, float | str] = {}
         compile_seconds: dict[str, float] = {}
-        with module.read_only_eval(), nhwc.read_only_eval(), torch.inference_mode():
+        graphs: dict[str, int] = {}
+        with module.read_only_eval(), nhwc_read_only(), torch.inference_mode():
             reference = module.predict_clip(clips)
-
-            def measure(  # noqa: PLR0913
-                name: str,
-                fn,  # noqa: ANN001
-                precision: str,
-                row: dict = row,
-                difference: dict = difference,
-                batch: int = batch,
-                clips=clips,  # noqa: ANN001
-                reference: dict = reference,
-            ) -> None:
-                """Time ``fn(clips)`` under ``precision`` into ``row``, its difference from the reference too."""
-
-                def call() -> dict[str, Any]:
-                    with autocast[precision]():
-                        return fn(clips)
-
-                try:
-                    difference[name] = largest_relative_difference(call(), reference)
-                    row[name] = median_clips_per_second(call, batch, device, seconds)
-                except Exception as error:  # noqa: BLE001 - one variant failing must not lose the others
-                    logger.warning("%s at batch %d failed: %r", name, batch, error)
-                    row[name] = None
-                    difference[name] = repr(error)
-
             for name, (fn, precision) in variants.items():
-                measure(name, fn, precision)
+                row[name], difference[name], _ = time_variant(
+                    fn, clips, autocast[precision], reference, device, seconds
+                )
             for precision in ("fp32", "bf16") if compile_until is not None else ():
                 name = f"compile_{precision}"
                 if time.perf_counter() > compile_until:
@@ -185,23 +183,20 @@ def inference_speed(
                 # cache and, past its recompile limit, silently run eager. Each compile starts afresh and is
                 # timed before the next one.
                 torch._dynamo.reset()  # noqa: SLF001
+                counters.clear()
                 compiled = torch.compile(module.predict_clip, dynamic=False)
-                start = time.perf_counter()
-                try:
-                    with autocast[precision]():
-                        compiled(clips)
-                    synchronize(device)
-                except Exception as error:  # noqa: BLE001 - a failed compile must not lose the eager figures
-                    logger.warning("%s at batch %d failed: %r", name, batch, error)
-                    row[name] = None
-                    difference[name] = repr(error)
-                    continue
-                compile_seconds[name] = round(time.perf_counter() - start, 1)
-                measure(name, compiled, precision)
+                row[name], difference[name], first = time_variant(
+                    compiled, clips, autocast[precision], reference, device, seconds
+                )
+                if first is not None:
+                    compile_seconds[name] = round(first, 1)
+                graphs[name] = counters["stats"]["unique_graphs"]  # 0: Dynamo compiled nothing, the timing is eager
         results[f"batch{batch}"] = row
         results[f"batch{batch}_largest_relative_difference"] = difference
         if compile_seconds:
             results[f"batch{batch}_compile_seconds"] = compile_seconds
+        if graphs:
+            results[f"batch{batch}_compiled_graphs"] = graphs
         logger.info("batch %d, clips/s: %s", batch, row)
     if device.startswith("cuda") and compile_until is None:
         results["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -289,8 +284,7 @@ def main(argv: list[str] | None = None) -> Path:
                 for precision in args.train_precisions.split(","):
                     try:
                         # one first-stage epoch, untimed (see the module docstring)
-                        shorten = {FIRST_STAGE[name]: 1} if name in FIRST_STAGE else {}
-                        fresh = build_model(name, args.profile, "cpu", **shorten)
+                        fresh = build_model(name, args.profile, "cpu", **one_first_stage_epoch(name, args.profile))
                         datamodule = synthetic_datamodule(Path(data_root), fresh, batch)
                         entry["training"][precision] = training_speed(fresh, datamodule, steps, args.device, precision)
                     except Exception as error:  # noqa: BLE001
@@ -305,10 +299,9 @@ def main(argv: list[str] | None = None) -> Path:
             try:
                 module = build_model(name, args.profile, args.device)
                 compiled = inference_speed(module, batches, args.device, seconds, compile_until)
+                speeds = record["models"][name].setdefault("inference_clips_per_second", {})
                 for key, value in compiled.items():
-                    record["models"][name].setdefault("inference_clips_per_second", {}).setdefault(key, {}).update(
-                        value
-                    )
+                    speeds.setdefault(key, {}).update(value)
                 del module
             except Exception as error:  # noqa: BLE001
                 logger.exception("%s compile failed", name)

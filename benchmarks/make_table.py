@@ -13,10 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, config_path, configured_at, configured_epochs  # noqa: E402
+from common import REPO, RESULTS, config_path, configured_at, configured_epochs, settings  # noqa: E402
 
 # Published Ped2 frame-level micro AUC (spec/methods.md §6.1).
 # APN: 96.5 single-scale, 98.2 with the paper's "multi-scale testing" (absent from its code); both smoothed.
@@ -246,12 +244,12 @@ def paper_training_minutes(model: str, training: dict) -> float | None:
     path = config_path(model, "paper")
     if "step_seconds" not in training or not path.is_file():
         return None
-    config = yaml.safe_load(path.read_text())
-    args = config["model"].get("init_args") or {}
+    init_args, max_epochs = settings(path.read_text())
+    args = init_args or {}
     clip = int(args.get("num_input_frames", 4)) + 1
     steps = -(-sum(n - clip + 1 for n in PED2_TRAIN_FRAMES) // training["batch"])
     first = int(args.get("ac_epochs", 0)) + int(args.get("ae_epochs", 0))
-    main = int(config["trainer"]["max_epochs"]) - first
+    main = int(max_epochs) - first
     seconds = steps * (main * training["step_seconds"] + first * training.get("first_stage_step_seconds", 0.0))
     return seconds / 60
 

@@ -79,6 +79,26 @@ def latest_checkpoint(model: str, profile: str, work_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+# The model arguments that set a first training stage (DLAN-AC's clusterer epochs, CDDA's AE pre-training).
+FIRST_STAGE_ARGS = ("ac_epochs", "ae_epochs")
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (no-op on CPU)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def give_finite_bounds(module) -> None:  # noqa: ANN001
+    """Give a never-validated model's post-processor finite bounds and thresholds (so that INT8 compiles)."""
+    for name, value in (("image_min", 0.0), ("image_max", 1.0), ("pixel_min", 0.0), ("pixel_max", 1.0)):
+        getattr(module.post_processor, name).fill_(value)
+    for name in ("_image_threshold", "_pixel_threshold"):
+        getattr(module.post_processor, name).fill_(0.5)
+
+
 def load_model(model: str, profile: str, checkpoint: Path | None):  # noqa: ANN201
     """The profile's model with the checkpoint's weights (random weights without one)."""
     from anomalib.models.components import AnomalibModule
@@ -88,11 +108,8 @@ def load_model(model: str, profile: str, checkpoint: Path | None):  # noqa: ANN2
     if checkpoint is not None:
         module = type(module).load_from_checkpoint(checkpoint, map_location="cpu")
     module.visualizer = None
-    if checkpoint is None:  # never validated: give the post-processor finite bounds so that INT8 compiles
-        for name, value in (("image_min", 0.0), ("image_max", 1.0), ("pixel_min", 0.0), ("pixel_max", 1.0)):
-            getattr(module.post_processor, name).fill_(value)
-        for name in ("_image_threshold", "_pixel_threshold"):
-            getattr(module.post_processor, name).fill_(0.5)
+    if checkpoint is None:
+        give_finite_bounds(module)
     module.use_preferred_memory_format()  # channels-last on CPU, as Engine.fit/test/predict run it
     return module.eval()
 
@@ -179,29 +196,23 @@ def training_speed(module, datamodule, steps: int, device: str = "cpu", precisio
     from anomalib.engine import Engine
     from lightning.pytorch import Callback
 
-    def synchronize() -> None:
-        if device.startswith("cuda"):
-            import torch
-
-            torch.cuda.synchronize()
-
     class StepTimer(Callback):
         def __init__(self) -> None:
             self.seconds: dict[int, list[float]] = {}
 
         def on_train_batch_start(self, *args: Any) -> None:  # noqa: ANN401
-            synchronize()
+            synchronize(device)
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, trainer: Any, *args: Any) -> None:  # noqa: ANN401
-            synchronize()
+            synchronize(device)
             self.seconds.setdefault(trainer.current_epoch, []).append(time.perf_counter() - self.start)
 
     def median_after_warmup(seconds: list[float]) -> tuple[float, int]:
         measured = seconds[min(5, len(seconds) // 2) :]  # the first steps warm the allocator up
         return statistics.median(measured), len(measured)
 
-    first_stage = int(getattr(module, "ac_epochs", 0)) + int(getattr(module, "ae_epochs", 0))
+    first_stage = sum(int(getattr(module, name, 0)) for name in FIRST_STAGE_ARGS)
     timer = StepTimer()
     module.train()
     with tempfile.TemporaryDirectory() as work:

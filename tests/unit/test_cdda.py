@@ -263,12 +263,30 @@ def test_score_is_the_inverse_product(score):
     else:  # STD: 1 / mean(e ⊙ m_m ⊙ m_a), the 4x4 cluster maps upsampled x8
         up = lambda m: m.repeat_interleave(8, 1).repeat_interleave(8, 2).unsqueeze(1)  # noqa: E731
         product = (error * up(maps["motion"]) * up(maps["appearance"])).mean(dim=(1, 2, 3))
-    torch.testing.assert_close(cues["regularity"], 1.0 / (product + 1e-12))
-    torch.testing.assert_close(batch.pred_score, torch.log(product + 1e-12))
+    torch.testing.assert_close(cues["regularity"], 1.0 / (product + model.eps))
+    torch.testing.assert_close(batch.pred_score, torch.log(product + model.eps))
     torch.testing.assert_close(batch.anomaly_map.mean(dim=(1, 2, 3)), product)
     assert batch.anomaly_map.shape == (2, 1, 32, 32)
     with torch.no_grad():  # a pure function of the clip: batch composition does not matter
         torch.testing.assert_close(model.score(x[:1])[1]["regularity"], cues["regularity"][:1])
+
+
+def test_score_epsilon_does_not_bend_the_per_video_normalisation():
+    """Eq. 14 has no ε: per-video min-max of ``1 / (p + ε)`` must not change when every ``p`` shrinks 1e9x.
+
+    Ped2's products are about 1e-11 at the lite scale; an ε of 1e-12 bent the normalised score there.
+    """
+    model = initialised(tiny_model()).eval()
+    with torch.no_grad():
+        _, cues = model.score(clip())
+    product = torch.stack([cues[name] for name in model.score_factors]).prod(dim=0).double()
+    products = torch.cat([product, product * 3.0, product * 0.5])  # one "video" of six frames
+
+    def normalised(p):
+        s = 1.0 / (p + model.eps)
+        return (s - s.min()) / (s.max() - s.min())
+
+    torch.testing.assert_close(normalised(products * 1e-9), normalised(products), rtol=1e-9, atol=1e-9)
 
 
 def test_score_before_the_centres_uses_the_reconstruction_error_alone():
@@ -276,7 +294,7 @@ def test_score_before_the_centres_uses_the_reconstruction_error_alone():
     with torch.no_grad():
         _, cues = model.score(clip())
         error = model._forward(clip()).reconstruction_error_map().mean(dim=(1, 2, 3))
-    torch.testing.assert_close(cues["regularity"], 1.0 / (error + 1e-12))
+    torch.testing.assert_close(cues["regularity"], 1.0 / (error + model.eps))
     torch.testing.assert_close(cues["reconstruction"], error)
     torch.testing.assert_close(cues["regularity_pixelwise"], cues["regularity"])
     assert not cues["motion_distance"].any() and not cues["appearance_distance"].any()
@@ -295,7 +313,7 @@ def test_diagnostic_cues_are_the_factors_of_the_product(clustering):
         torch.testing.assert_close(cues[name], value)
     product = torch.stack([cues[name] for name in model.score_factors]).prod(dim=0)
     assert (product > 0).all()
-    torch.testing.assert_close(cues["regularity"], 1.0 / (product + 1e-12))
+    torch.testing.assert_close(cues["regularity"], 1.0 / (product + model.eps))
 
 
 def test_each_score_form_reports_the_other_as_a_variant():

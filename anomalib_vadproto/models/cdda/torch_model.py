@@ -284,7 +284,9 @@ class CddaModel(nn.Module):
             appearance code's ReLU channels stay alive; see the model README).
         score: ``"product"`` (paper eq. 14: ``1 / (D_m · D_a · E_rec)``) or ``"pixelwise"`` (STD code:
             ``1 / mean(e ⊙ m)`` with the cluster maps upsampled to the frame).
-        eps: ``ε`` of the score ``1 / (p + ε)``.
+        eps: ``ε`` of the score ``1 / (p + ε)``, a guard against division by zero only. Eq. 14 has no
+            ``ε``, and ``p`` is a product of three small numbers (see the model README for its size on Ped2), so
+            the default 1e-30 is far below any real ``p`` yet representable in float32 and bfloat16.
 
     """
 
@@ -300,7 +302,7 @@ class CddaModel(nn.Module):
         attention: str = "code",
         spatial_init: str = "default",
         score: str = "product",
-        eps: float = 1e-12,
+        eps: float = 1e-30,
     ) -> None:
         super().__init__()
         check_at_least("num_input_frames", num_input_frames)

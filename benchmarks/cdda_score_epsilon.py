@@ -94,13 +94,11 @@ def summarise(data: dict[str, np.ndarray], eps_values: list[float]) -> dict[str,
         smallest = {
             str(name): float(f"{p[data['video_index'] == i].min():.4g}") for i, name in enumerate(data["video_names"])
         }
+        aucs = {f"{eps:g}": protocol_with_eps(p, data["labels"], data["video_index"], eps) for eps in eps_values}
         out[form] = {
             "p_quantiles": {f"q{round(100 * q)}": float(f"{np.quantile(p, q):.4g}") for q in QUANTILES},
             "smallest_p_per_video": smallest,
-            "protocol_auc": {
-                f"{eps:g}": dict(zip(("micro", "macro"), protocol_with_eps(p, data["labels"], data["video_index"], eps)))
-                for eps in eps_values
-            },
+            "protocol_auc": {eps: {"micro": micro, "macro": macro} for eps, (micro, macro) in aucs.items()},
         }
         logger.info("%s: %s", form, out[form]["protocol_auc"])
     return out

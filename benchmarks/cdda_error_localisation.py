@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, commit, ensure_ped2, write_result  # noqa: E402
-from speed import latest_checkpoint, load_model, ped2_datamodule  # noqa: E402
+from common import REPO, RESULTS, commit, ensure_ped2, shown_path, write_result  # noqa: E402
+from speed import checkpoints_or_latest, load_model, ped2_datamodule  # noqa: E402
 
 logger = logging.getLogger("cdda_error_localisation")
 
@@ -224,12 +224,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started_on = commit()
-    checkpoints = args.checkpoints or [latest_checkpoint("cdda", args.profile, args.work_dir)]
-    if checkpoints[0] is None:
-        raise SystemExit(f"No cdda {args.profile} checkpoint under {args.work_dir}: run ped2_accuracy.py first.")
-    missing = [str(path) for path in checkpoints if not path.is_file()]
-    if missing:
-        raise SystemExit(f"Checkpoints not found: {missing}")
+    checkpoints = checkpoints_or_latest(args.checkpoints, "cdda", args.profile, args.work_dir)
     root = ensure_ped2()
     videos = tuple(name for name in args.figure_videos.split(",") if name)
     runs = []
@@ -247,8 +242,7 @@ def main(argv: list[str] | None = None) -> Path:
         if figure is not None:
             plot(shown, f"CDDA {args.profile} ({size}, width {width}), seed {seed}: squared error on [0, 1]", figure)
         runs.append({
-            "checkpoint": str(checkpoint.resolve().relative_to(REPO)) if checkpoint.resolve().is_relative_to(REPO)
-            else str(checkpoint),
+            "checkpoint": shown_path(checkpoint),
             "seed": seed,
             "image_size": list(module.image_size),
             "width": width,

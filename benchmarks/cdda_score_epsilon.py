@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, commit, ensure_ped2, write_result  # noqa: E402
-from speed import latest_checkpoint, load_model, ped2_datamodule  # noqa: E402
+from common import REPO, commit, ensure_ped2, shown_path, write_result  # noqa: E402
+from speed import checkpoints_or_latest, load_model, ped2_datamodule  # noqa: E402
 
 logger = logging.getLogger("cdda_score_epsilon")
 
@@ -115,12 +115,7 @@ def main(argv: list[str] | None = None) -> Path:
     if any(eps < 0 for eps in args.eps):
         parser.error("--eps values must be >= 0")
     started_on = commit()
-    checkpoints = args.checkpoints or [latest_checkpoint("cdda", args.profile, args.work_dir)]
-    if checkpoints[0] is None:
-        raise SystemExit(f"No cdda {args.profile} checkpoint under {args.work_dir}: run ped2_accuracy.py first.")
-    missing = [str(path) for path in checkpoints if not path.is_file()]
-    if missing:
-        raise SystemExit(f"Checkpoints not found: {missing}")
+    checkpoints = checkpoints_or_latest(args.checkpoints, "cdda", args.profile, args.work_dir)
     root = ensure_ped2()
     runs = []
     for checkpoint in checkpoints:
@@ -128,9 +123,8 @@ def main(argv: list[str] | None = None) -> Path:
         datamodule = ped2_datamodule(module, root, train_batch=4, eval_batch=8)
         start = time.perf_counter()
         data = collect(module, datamodule)
-        resolved = checkpoint.resolve()
         runs.append({
-            "checkpoint": str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(checkpoint),
+            "checkpoint": shown_path(checkpoint),
             "seed": module.hparams.get("seed"),
             "score_form": module.model.score_form,
             "scored_frames": len(data["labels"]),

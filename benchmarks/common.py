@@ -120,6 +120,12 @@ def device_name() -> str:
     return platform.processor() or "cpu"
 
 
+def shown_path(path: Path) -> str:
+    """A path as results files record it: relative to the repository when it lies inside it."""
+    resolved = path.resolve()
+    return resolved.relative_to(REPO).as_posix() if resolved.is_relative_to(REPO) else str(path)
+
+
 def write_result(record: dict[str, Any], name: str) -> Path:
     """Write one results file ``benchmarks/results/<name>_<timestamp>.json`` and return its path."""
     RESULTS.mkdir(parents=True, exist_ok=True)

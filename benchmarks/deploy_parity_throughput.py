@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PED2_COMPACT, REPO, commit, ensure_ped2, write_result  # noqa: E402
+from common import PED2_COMPACT, REPO, commit, ensure_ped2, shown_path, write_result  # noqa: E402
 
 logger = logging.getLogger("deploy")
 PED2_SIZE = (240, 360)
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> Path | None:
         + Path(__file__).name
         + " "
         + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "checkpoint": str(checkpoint.relative_to(REPO) if checkpoint.is_relative_to(REPO) else checkpoint),
+        "checkpoint": shown_path(checkpoint),
         "backend": "openvino-fp32",
         "input_size": list(PED2_SIZE),
         "image_size": list(meta.image_size),

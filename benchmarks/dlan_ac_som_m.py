@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, commit, ensure_ped2, write_result  # noqa: E402
+from common import REPO, commit, ensure_ped2, shown_path, write_result  # noqa: E402
 
 logger = logging.getLogger("dlan_ac_som_m")
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> Path:
         + Path(__file__).name
         + " "
         + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "checkpoint": str(ckpt.relative_to(REPO)) if ckpt.is_relative_to(REPO) else str(ckpt),
+        "checkpoint": shown_path(ckpt),
         "m_learnt_in_training": model.model.num_prototypes,
         "maps": len(maps),
         "feature_shape": list(maps.shape[1:]),

@@ -79,6 +79,17 @@ def latest_checkpoint(model: str, profile: str, work_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoints_or_latest(given: list[Path] | None, model: str, profile: str, work_dir: Path) -> list[Path]:
+    """The given checkpoints, all of which must exist, or else the newest one ``ped2_accuracy.py`` wrote."""
+    checkpoints = given or [latest_checkpoint(model, profile, work_dir)]
+    if checkpoints[0] is None:
+        raise SystemExit(f"No {model} {profile} checkpoint under {work_dir}: run ped2_accuracy.py first.")
+    missing = [str(path) for path in checkpoints if not path.is_file()]
+    if missing:
+        raise SystemExit(f"Checkpoints not found: {missing}")
+    return checkpoints
+
+
 # The model arguments that set a first training stage (DLAN-AC's clusterer epochs, CDDA's AE pre-training).
 FIRST_STAGE_ARGS = ("ac_epochs", "ae_epochs")
 

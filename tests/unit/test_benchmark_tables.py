@@ -161,3 +161,26 @@ def test_set_without_a_tag_is_refused(ped2_accuracy, capsys) -> None:  # noqa: A
     with pytest.raises(SystemExit):
         ped2_accuracy.main(["--model", "cdda", "--set", "width=16"])
     assert "give it a --tag" in capsys.readouterr().err
+
+
+def test_checkpoints_or_latest_names_what_is_missing(tmp_path) -> None:  # noqa: ANN001
+    import os
+
+    speed = load_benchmark("speed")
+    with pytest.raises(SystemExit, match="No cdda lite checkpoint"):
+        speed.checkpoints_or_latest(None, "cdda", "lite", tmp_path)
+    runs = tmp_path / "cdda_lite"
+    old, new = runs / "v0" / "model.ckpt", runs / "v1" / "model.ckpt"
+    for age, path in ((100, old), (0, new)):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+        os.utime(path, (path.stat().st_mtime - age,) * 2)
+    assert speed.checkpoints_or_latest(None, "cdda", "lite", tmp_path) == [new]
+    assert speed.checkpoints_or_latest([old], "cdda", "lite", tmp_path) == [old]
+    with pytest.raises(SystemExit, match="gone.ckpt"):
+        speed.checkpoints_or_latest([old, tmp_path / "gone.ckpt"], "cdda", "lite", tmp_path)
+
+
+def test_shown_path_is_repository_relative_inside_it(common, tmp_path) -> None:  # noqa: ANN001
+    assert common.shown_path(REPO / "benchmarks" / "common.py") == "benchmarks/common.py"
+    assert common.shown_path(tmp_path / "x.ckpt") == str(tmp_path / "x.ckpt")

@@ -41,7 +41,7 @@ QUANTILES = (0.0, 0.01, 0.5, 0.99, 1.0)
 
 
 def collect(module, datamodule) -> dict[str, np.ndarray]:  # noqa: ANN001
-    """Every scored frame's video, frame index, label and ``p`` of both score forms (float64)."""
+    """Every scored frame's video, label and ``p`` of both score forms (float64)."""
     import torch
 
     net = module.model
@@ -50,7 +50,6 @@ def collect(module, datamodule) -> dict[str, np.ndarray]:  # noqa: ANN001
         raise SystemExit(msg)
     saved_eps, net.eps = net.eps, 0.0  # regularity = 1 / p exactly
     videos: list[str] = []
-    frames: list[int] = []
     labels: list[int] = []
     forms: dict[str, list[float]] = {net.score_form: [], net.other_score_form: []}
     try:
@@ -60,15 +59,13 @@ def collect(module, datamodule) -> dict[str, np.ndarray]:  # noqa: ANN001
                 forms[net.score_form].extend((1.0 / cues["regularity"].double()).tolist())
                 forms[net.other_score_form].extend((1.0 / cues[net.variant_cue].double()).tolist())
                 videos.extend(Path(path).name for path in batch.video_path)
-                frames.extend(int(index) for index in batch.frames)
                 labels.extend(int(label) for label in batch.gt_label)
     finally:
         net.eps = saved_eps
-    names = sorted(set(videos))
+    names, video_index = np.unique(np.array(videos), return_inverse=True)  # names sorted
     return {
-        "video_index": np.array([names.index(video) for video in videos]),
-        "video_names": np.array(names),
-        "frames": np.array(frames),
+        "video_index": video_index,
+        "video_names": names,
         "labels": np.array(labels),
         **{form: np.array(values, dtype=np.float64) for form, values in forms.items()},
     }

@@ -44,7 +44,6 @@ def test_collect_reads_both_forms_exactly_and_restores_eps(bench) -> None:  # no
     batch = SimpleNamespace(
         image=clips,
         video_path=["x/Test002", "x/Test001", "x/Test002"],
-        frames=torch.tensor([4, 4, 5]),
         gt_label=torch.tensor([0, 1, 0]),
     )
     loader = SimpleNamespace(test_dataloader=lambda: [batch])

@@ -22,6 +22,10 @@ RESULTS = REPO / "benchmarks" / "results"
 MODELS = ("mnad", "dlan_ac", "lgn_net", "apn", "cdda")
 
 
+# The model arguments that set a first training stage (DLAN-AC's clusterer epochs, CDDA's AE pre-training).
+FIRST_STAGE_ARGS = ("ac_epochs", "ae_epochs")
+
+
 def parse_models(text: str) -> list[str]:
     """The models named in a comma-separated ``--models`` value; exits with a message on unknown names."""
     models = [name.strip() for name in text.split(",") if name.strip()]

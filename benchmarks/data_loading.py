@@ -64,8 +64,11 @@ def main(argv: list[str] | None = None) -> Path:
         setup = time.perf_counter() - start
         first = seconds_per_batch(datamodule, args.batches)
         second = seconds_per_batch(datamodule, args.batches)
-        results[name] = {"setup_seconds": round(setup, 1), "first_pass": round(first, 4)}
-        results[name]["second_pass"] = round(second, 4)
+        results[name] = {
+            "setup_seconds": round(setup, 1),
+            "first_pass": round(first, 4),
+            "second_pass": round(second, 4),
+        }
         print(f"{name}: setup {setup:.1f} s, {1e3 * first:.0f} ms per batch (1st pass), {1e3 * second:.0f} ms (2nd)")
     record = {
         "kind": "speed",

@@ -48,9 +48,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, commit, parse_models, settings, write_result  # noqa: E402
+from common import FIRST_STAGE_ARGS, MODELS, commit, parse_models, settings, write_result  # noqa: E402
 from ped2_accuracy import PAPER_BATCH, model_config  # noqa: E402
-from speed import FIRST_STAGE_ARGS, give_finite_bounds, ped2_datamodule, synchronize, training_speed  # noqa: E402
+from speed import give_finite_bounds, ped2_datamodule, synchronize, training_speed  # noqa: E402
 
 logger = logging.getLogger("gpu_speed")
 PED2_SIZE = (240, 360)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, config_path, configured_at, configured_epochs, settings  # noqa: E402
+from common import FIRST_STAGE_ARGS, REPO, RESULTS, config_path, configured_at, configured_epochs, settings  # noqa: E402
 
 # Published Ped2 frame-level micro AUC (spec/methods.md §6.1).
 # APN: 96.5 single-scale, 98.2 with the paper's "multi-scale testing" (absent from its code); both smoothed.
@@ -248,7 +248,7 @@ def paper_training_minutes(model: str, training: dict) -> float | None:
     args = init_args or {}
     clip = int(args.get("num_input_frames", 4)) + 1
     steps = -(-sum(n - clip + 1 for n in PED2_TRAIN_FRAMES) // training["batch"])
-    first = int(args.get("ac_epochs", 0)) + int(args.get("ae_epochs", 0))
+    first = sum(int(args.get(name, 0)) for name in FIRST_STAGE_ARGS)
     main = int(max_epochs) - first
     seconds = steps * (main * training["step_seconds"] + first * training.get("first_stage_step_seconds", 0.0))
     return seconds / 60

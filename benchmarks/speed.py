@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, REPO, commit, ensure_ped2, parse_models, write_result  # noqa: E402
+from common import FIRST_STAGE_ARGS, MODELS, REPO, commit, ensure_ped2, parse_models, write_result  # noqa: E402
 from ped2_accuracy import PAPER_BATCH, model_config  # noqa: E402
 
 logger = logging.getLogger("speed")
@@ -88,10 +88,6 @@ def checkpoints_or_latest(given: list[Path] | None, model: str, profile: str, wo
     if missing:
         raise SystemExit(f"Checkpoints not found: {missing}")
     return checkpoints
-
-
-# The model arguments that set a first training stage (DLAN-AC's clusterer epochs, CDDA's AE pre-training).
-FIRST_STAGE_ARGS = ("ac_epochs", "ae_epochs")
 
 
 def synchronize(device: str) -> None:

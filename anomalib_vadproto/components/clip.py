@@ -8,8 +8,13 @@ change, and split it without copies where possible.
 
 from __future__ import annotations
 
+from enum import Enum
+from typing import TypeVar
+
 import torch
 from torch import Tensor
+
+E = TypeVar("E", bound=Enum)
 
 
 class ClipShapeError(ValueError):
@@ -28,6 +33,25 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         msg = f"{name} must be one of {choices}, got {value!r}"
         raise ValueError(msg)
+
+
+def as_enum(name: str, value: E | str, enum: type[E]) -> E:
+    """Return the member of ``enum`` that ``value`` names: a member, its value or its name, any case.
+
+    Config files and the CLI write anomalib's enums both ways (``target_frame: last`` or ``LAST``), and
+    jsonargparse accepts only one of them depending on its version and the annotation; this accepts both.
+
+    Raises:
+        ValueError: Naming the argument and its choices when ``value`` names no member.
+
+    """
+    if isinstance(value, enum):
+        return value
+    for member in enum:
+        if str(value).lower() in (str(member.value).lower(), member.name.lower()):
+            return member
+    msg = f"{name} must be one of {tuple(str(m.value) for m in enum)}, got {value!r}"
+    raise ValueError(msg)
 
 
 def _is_tracing() -> bool:

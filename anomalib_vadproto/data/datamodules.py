@@ -13,10 +13,14 @@ from typing import Any
 
 import torch
 from anomalib.data import UCSDped
+from anomalib.data.datasets.base.video import VideoTargetFrame
 from anomalib.data.datasets.video.ucsd_ped import UCSDpedClipsIndexer
+from anomalib.data.utils import ValSplitMode
 from PIL import Image
 from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
 from torchvision.tv_tensors import Mask
+
+from anomalib_vadproto.components.clip import as_enum
 
 
 def check_ucsd_layout(root: Path | str, category: str) -> Path:
@@ -179,12 +183,26 @@ class LocalUCSDped(UCSDped):
             (:class:`CachedUCSDpedClipsIndexer`); same batches, far less decoding. With
             ``num_workers > 0`` every video is decoded at setup, in the main process, and the worker
             processes share those frames (:func:`fill_caches_for_workers`).
-        **kwargs: ``UCSDped``'s arguments.
+        target_frame: Frame of the clip whose label and mask are used: a ``VideoTargetFrame``, its value
+            (``"last"``, as the shipped configs write it) or its name (``"LAST"``).
+        val_split_mode: How the validation set is made: a ``ValSplitMode``, its value
+            (``"same_as_test"``) or its name.
+        **kwargs: ``UCSDped``'s other arguments.
 
     """
 
-    def __init__(self, cache_frames: bool = False, **kwargs: Any) -> None:  # noqa: ANN401
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        cache_frames: bool = False,
+        target_frame: VideoTargetFrame | str = VideoTargetFrame.LAST,
+        val_split_mode: ValSplitMode | str = ValSplitMode.SAME_AS_TEST,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> None:
+        super().__init__(
+            target_frame=as_enum("target_frame", target_frame, VideoTargetFrame),
+            val_split_mode=as_enum("val_split_mode", val_split_mode, ValSplitMode),
+            **kwargs,
+        )
         self.cache_frames = cache_frames
 
     def prepare_data(self) -> None:

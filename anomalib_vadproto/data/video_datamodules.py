@@ -52,6 +52,7 @@ from anomalib.data.utils import Split, ValSplitMode
 from anomalib.data.utils.video import ClipsIndexer
 from torchvision.transforms.v2 import Transform
 
+from anomalib_vadproto.components.clip import as_enum
 from anomalib_vadproto.data.datamodules import ClipReaderMixin, fill_caches_for_workers, read_image_files
 from anomalib_vadproto.data.video_io import VideoIndex, VideoReader, index_video, read_video
 
@@ -579,7 +580,9 @@ class LocalShanghaiTech(ShanghaiTech):
         **kwargs: Any,  # noqa: ANN401
     ) -> None:
         super().__init__(
-            target_frame=VideoTargetFrame(target_frame), val_split_mode=ValSplitMode(val_split_mode), **kwargs
+            target_frame=as_enum("target_frame", target_frame, VideoTargetFrame),
+            val_split_mode=as_enum("val_split_mode", val_split_mode, ValSplitMode),
+            **kwargs,
         )
         self.scenes = parse_scenes(scene)
         self.scene = scene

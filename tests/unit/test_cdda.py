@@ -610,11 +610,6 @@ def test_resume_after_the_switch_keeps_the_stage_and_schedule(fitted, synthetic_
     assert {name: len(values) for name, values in resumed.distance_history.items()} == {"motion": 2, "appearance": 2}
 
 
-def test_a_run_too_short_for_the_alternation_is_refused(synthetic_root, tmp_path):
-    with pytest.raises(ValueError, match="max_epochs > ae_epochs"):
-        engine_fit(synthetic_root, tmp_path, max_epochs=1)
-
-
 def test_openvino_export_matches_pytorch(fitted, synthetic_root):
     from anomalib.deploy import ExportType
 

@@ -16,7 +16,11 @@ The whole schedule of the paper runs inside one ``fit`` (one ``anomalib train``)
    ``centre_lr``. The AE learning rate drops by ``lr_drop_factor`` at stage-3 epoch ``lr_drop_epoch``.
 
 Two optimisers with Lightning's manual optimisation; the stage is a buffer of the torch model and the
-learning rate a function of the epoch, so ``--ckpt_path`` resumes correctly in either stage.
+learning rate a function of the epoch, so ``--ckpt_path`` resumes correctly in either stage. A run with
+``max_epochs <= ae_epochs`` (or a ``max_steps`` budget too short for the split) shortens both stages in
+the paper's proportion 50 : 100, the features for k-means gathered over the last epoch's worth of
+pre-training batches and the switch inside an epoch where needed
+(:mod:`anomalib_vadproto.components.stages`).
 
 Example:
     >>> from anomalib.engine import Engine
@@ -45,6 +49,7 @@ from torch import Tensor, nn
 
 from anomalib_vadproto.components.clip import check_at_least, check_choice
 from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
+from anomalib_vadproto.components.stages import TwoStageMixin
 
 from .clustering import fit_kmeans
 from .torch_model import SIZE_MULTIPLE, CddaModel, CddaOutput
@@ -68,7 +73,7 @@ def frozen(parameters: Iterable[nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-class Cdda(VideoModelMixin, AnomalibModule):
+class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
     """CDDA: spatial and motion (RGB-difference) autoencoders driven by deep k-means.
 
     Args:
@@ -116,6 +121,10 @@ class Cdda(VideoModelMixin, AnomalibModule):
     """
 
     architecture_hparams = ("num_input_frames", "image_size", "grayscale", "width", "num_clusters", "clustering")
+    first_stage_argument = "ae_epochs"
+    stage_names = ("autoencoder pre-training", "alternating optimisation")
+    paper_stage_epochs = (50, 100)
+    steps_per_batch = (1.0, 2.0)  # the alternating stage steps both optimisers every batch
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (43 of the lite network's
     # 47), the smallest depth at which the score ranks training clips like FP32 on the 4 + 13 lite weights
     # (Spearman 0.9987; depths 1 / 2 / 3: 0.905 / 0.968 / 0.971, AUC change -7.66 / -1.68 / -2.12; depth 4:
@@ -251,17 +260,9 @@ class Cdda(VideoModelMixin, AnomalibModule):
         check_choice("centre_step", centre_step, CENTRE_STEPS)
 
     # ------------------------------------------------------------------ optimisers and stages
-    def on_fit_start(self) -> None:
-        """Refuse a run too short to reach the alternating stage, before any epoch is spent; then the shared start."""
-        max_epochs = getattr(self.trainer, "max_epochs", None)
-        if max_epochs is None or max_epochs < 0 or max_epochs <= self.ae_epochs:
-            msg = (
-                f"Cdda pre-trains the autoencoders for {self.ae_epochs} epochs (ae_epochs) and then alternates for"
-                f" the rest of --trainer.max_epochs, which is {max_epochs}. Set max_epochs > ae_epochs, e.g. the"
-                f" paper's {self.ae_epochs} + 100 = {self.ae_epochs + 100} for Ped2."
-            )
-            raise ValueError(msg)
-        super().on_fit_start()
+    def on_train_start(self) -> None:
+        """Plan the stage switch now that the number of training batches is known."""
+        self.plan_training_stages()
 
     def centre_step_parameters(self) -> list[nn.Parameter]:
         """Parameters of the centre step: the centres (+ the encoders' last convolutions, STD form)."""
@@ -278,32 +279,57 @@ class Cdda(VideoModelMixin, AnomalibModule):
 
     def autoencoder_lr(self, epoch: int) -> float:
         """AE learning rate of ``epoch``: ``lr``, times ``lr_drop_factor`` from alternating epoch ``lr_drop_epoch``."""
-        stage3_epoch = epoch - self.ae_epochs
+        stage3_epoch = epoch - self.second_stage_start_epoch()
         if self.lr_drop_epoch is not None and stage3_epoch >= self.lr_drop_epoch:
             return self.lr * self.lr_drop_factor
         return self.lr
 
+    def gather_window(self) -> tuple[int, int] | None:
+        """Training batches ``[start, end)`` (from the start of ``fit``) whose features k-means sees.
+
+        The last epoch's worth of pre-training batches (the whole last pre-training epoch, unless a
+        shortened run switches inside an epoch); ``None`` without a plan (unknown batches per epoch).
+        """
+        if self.stage_plan is None:
+            return None
+        end = self.stage_plan.switch_batch
+        return end - min(self.stage_plan.batches_per_epoch, end), end
+
     def on_train_epoch_start(self) -> None:
         """Start gathering k-means features in the last pre-training epoch; set the AE learning rate."""
-        if self.current_epoch >= self.ae_epochs and not self.model.alternating:
-            self.start_alternating()  # the last-batch switch did not run (e.g. an unknown number of batches)
-        if self.current_epoch == self.ae_epochs - 1 and not self.model.alternating:
-            self._samples = {name: [] for name in self.model.clusters}
+        window = self.gather_window()
+        if not self.model.alternating:
+            if window is None:
+                if self.current_epoch >= self.ae_epochs:
+                    self.start_alternating()  # the last-batch switch did not run (an unknown number of batches)
+                elif self.current_epoch == self.ae_epochs - 1:
+                    self._samples = {name: [] for name in self.model.clusters}
+            elif self.fit_batch(0) >= window[1]:
+                self.start_alternating()  # resumed at or after the switch without it
         autoencoders = self.optimizers()[0]
         for group in autoencoders.param_groups:
             group["lr"] = self.autoencoder_lr(self.current_epoch)
         self._epoch_start = time.perf_counter()
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:  # noqa: ANN401
+        """Start gathering k-means features at the first batch of the gathering window."""
+        del batch
+        window = self.gather_window()
+        if window is not None and not self.model.alternating and self.fit_batch(batch_idx) == window[0]:
+            self._samples = {name: [] for name in self.model.clusters}
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:  # noqa: ANN401
         """Initialise the centres after the last pre-training batch (before that epoch's validation/checkpoint)."""
         del outputs, batch
-        last = self.trainer.num_training_batches
-        if (
-            not self.model.alternating
-            and self.current_epoch == self.ae_epochs - 1
-            and math.isfinite(last)
-            and batch_idx + 1 >= last
-        ):
+        window = self.gather_window()
+        if window is not None:
+            last_pretraining_batch = self.fit_batch(batch_idx) + 1 >= window[1]
+        else:
+            last = self.trainer.num_training_batches
+            last_pretraining_batch = (
+                self.current_epoch == self.ae_epochs - 1 and math.isfinite(last) and batch_idx + 1 >= last
+            )
+        if not self.model.alternating and last_pretraining_batch:
             self.timing["pretrain_seconds"] += time.perf_counter() - self._epoch_start
             self._epoch_start = time.perf_counter()
             self.start_alternating()
@@ -472,7 +498,8 @@ class Cdda(VideoModelMixin, AnomalibModule):
     @torch.no_grad()
     def _gather(self, features: dict[str, Tensor]) -> None:
         """Keep a random subset of this batch's feature vectors for k-means (last pre-training epoch)."""
-        batches = self.trainer.num_training_batches if self._trainer is not None else math.inf
+        window = self.gather_window() if self._trainer is not None else None
+        batches = window[1] - window[0] if window is not None else math.inf
         for name, value in features.items():
             vectors = value.detach().flatten(2).transpose(1, 2).reshape(-1, value.shape[1])
             per_batch = vectors.shape[0]

@@ -8,7 +8,9 @@ epochs are stage 1 (autoencoder with the intensity and gradient losses, the Adap
 fitted on the detached features), the remaining ``max_epochs - ac_epochs`` are stage 2 (DLAN
 initialised from the clusterer's centres and ``M``, all four losses). The optimiser and its cosine
 schedule are rebuilt at the switch. The stage is stored in the checkpoint, so ``--ckpt_path`` resumes
-in either stage.
+in either stage. A run with ``max_epochs <= ac_epochs`` (or a ``max_steps`` budget too short for
+the split) shortens both stages in the paper's proportion 10 : 80, switching inside an epoch where
+needed (:mod:`anomalib_vadproto.components.stages`).
 
 Example:
     >>> from anomalib.engine import Engine
@@ -40,6 +42,7 @@ from anomalib_vadproto.components.losses import (
     separateness_loss,
 )
 from anomalib_vadproto.components.prototypes import rank_per_sample
+from anomalib_vadproto.components.stages import TwoStageMixin
 
 from .torch_model import DlanAcModel, DlanAcTrainOutput
 
@@ -57,7 +60,7 @@ def prototype_losses(out: DlanAcTrainOutput, margin: float) -> tuple[Tensor, Ten
     return compact, separateness_loss(queries, items, ranked[:, 0], ranked[:, 1], margin, detach_items=False)
 
 
-class DlanAc(VideoModelMixin, AnomalibModule):
+class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
     """DLAN-AC: dynamic local aggregation of encoder features into prototypes, sized by a SOM.
 
     Args:
@@ -69,7 +72,8 @@ class DlanAc(VideoModelMixin, AnomalibModule):
         alpha: NetVLAD ``α`` (not in the paper; 100, the usual value for unit-norm features).
         normalize_features: L2-normalise the encoder features (recommended reading).
         ac_epochs: Stage-1 epochs (paper: 10 Ped2/Avenue, 5 ShanghaiTech); stage 2 runs for the rest
-            of ``--trainer.max_epochs`` (paper: 80/80/20, so ``max_epochs`` 90/90/25).
+            of ``--trainer.max_epochs`` (paper: 80/80/20, so ``max_epochs`` 90/90/25). A shorter run
+            splits its batches 10 : 80 between the stages.
         som_sigma: SOM ``δ`` (paper: 0.5; the released script's default 0.3).
         som_learning_rate: SOM ``η`` (paper: 0.5).
         som_iterations: SOM iterations ``k`` per feature map (paper: 5000).
@@ -96,6 +100,9 @@ class DlanAc(VideoModelMixin, AnomalibModule):
     """
 
     architecture_hparams = ("num_input_frames", "image_size", "grayscale", "width", "num_clusters")
+    first_stage_argument = "ac_epochs"
+    stage_names = ("Adaptive-Clusterer", "DLAN")
+    paper_stage_epochs = (10, 80)
     # INT8_PTQ quantises every layer: at depth 0 the INT8 frame PSNR already ranks 400 training clips like
     # FP32 (Spearman 0.9998) and costs 0.07 points of test AUC: python benchmarks/int8_scope.py --model
     # dlan_ac --depths 0,1,2,4 (benchmarks/results/int8_scope_dlan_ac_lite_20261202T084031.json).
@@ -180,43 +187,60 @@ class DlanAc(VideoModelMixin, AnomalibModule):
         self.setup_protocol({"psnr": 1.0}, normal_cues=("psnr",))
 
     # ------------------------------------------------------------------ stages and optimisers
-    def on_fit_start(self) -> None:
-        """Refuse a run too short to reach stage 2, before any epoch is spent; then the shared start."""
-        max_epochs = getattr(self.trainer, "max_epochs", None)
-        if max_epochs is None or max_epochs < 0 or max_epochs <= self.ac_epochs:
-            msg = (
-                f"DlanAc trains {self.ac_epochs} Adaptive-Clusterer epochs (ac_epochs) and then DLAN for the rest of"
-                f" --trainer.max_epochs, which is {max_epochs}. Set max_epochs > ac_epochs, e.g. the paper's"
-                f" {self.ac_epochs} + 80 = {self.ac_epochs + 80} for Ped2."
-            )
-            raise ValueError(msg)
-        super().on_fit_start()
+    def on_train_start(self) -> None:
+        """Plan the stage switch now that the number of training batches is known."""
+        self.plan_training_stages()
 
     def schedule_epochs(self) -> int:
         """Each stage has its own cosine schedule: ``ac_epochs``, then ``max_epochs - ac_epochs``."""
-        if self.model.in_dlan_stage:
-            return max(1, self.max_epochs() - self.ac_epochs)
-        return self.ac_epochs
+        return self.stage_schedule_epochs(second_stage=self.model.in_dlan_stage)
 
     def trainable_parameters(self):  # noqa: ANN201
         """Stage 1: encoder and decoder (released script). Stage 2: everything, DLAN included."""
         return self.model.parameters() if self.model.in_dlan_stage else self.model.autoencoder_parameters()
 
+    def _in_stage1(self, batch_idx: int) -> bool:
+        switch = self.first_stage_batches()
+        if switch is None:
+            return self.current_epoch < self.ac_epochs
+        return self.fit_batch(batch_idx) < switch
+
     def on_train_epoch_start(self) -> None:
-        """Start an AC statistics epoch in stage 1; switch to stage 2 at epoch ``ac_epochs``."""
-        if self.current_epoch < self.ac_epochs:
-            self.model.clusterer.reset_statistics()
-        elif not self.model.in_dlan_stage:
-            m = self.model.start_dlan_stage(reinitialise_autoencoder=self.stage2_init == "fresh")
-            self.trainer.strategy.setup_optimizers(self.trainer)  # new optimiser and schedule for stage 2
-            logger.info(
-                "DLAN-AC stage 2 from epoch %d: M = %d kept clusters of L = %d (mean winners per map %.2f).",
-                self.current_epoch,
-                m,
-                self.model.dlan.num_clusters,
-                self.model.clusterer.mean_z,
-            )
+        """Start an AC statistics epoch in stage 1; switch to stage 2 when the epoch starts it."""
         self._epoch_start = time.perf_counter()
+        if self.model.in_dlan_stage:
+            return
+        if self._in_stage1(0):
+            self.model.clusterer.reset_statistics()
+        else:
+            self._start_stage2(mid_epoch=False)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:  # noqa: ANN401
+        """Switch to stage 2 inside an epoch (a shortened run)."""
+        del batch
+        if not self.model.in_dlan_stage and not self._in_stage1(batch_idx):
+            self._start_stage2()
+
+    def on_train_end(self) -> None:
+        """Switch to stage 2 if a shortened single-batch run ended in stage 1, so the model can be tested."""
+        if not self.model.in_dlan_stage and self.stage_plan is not None and self.stage_plan.shortened:
+            self._start_stage2(rebuild_optimiser=False)
+
+    def _start_stage2(self, rebuild_optimiser: bool = True, mid_epoch: bool = True) -> None:
+        if mid_epoch:  # the epoch's time so far was stage 1's
+            now = time.perf_counter()
+            self.timing["ac_seconds"] += now - self._epoch_start
+            self._epoch_start = now
+        m = self.model.start_dlan_stage(reinitialise_autoencoder=self.stage2_init == "fresh")
+        if rebuild_optimiser:
+            self.trainer.strategy.setup_optimizers(self.trainer)  # new optimiser and schedule for stage 2
+        logger.info(
+            "DLAN-AC stage 2 from epoch %d: M = %d kept clusters of L = %d (mean winners per map %.2f).",
+            self.current_epoch,
+            m,
+            self.model.dlan.num_clusters,
+            self.model.clusterer.mean_z,
+        )
 
     def on_train_epoch_end(self) -> None:
         """Log ``M`` and the stage times (stage 1: also the SOM's share)."""

@@ -25,7 +25,7 @@ from .normalization import (
     make_normalizer,
 )
 from .openvino import OpenVINOClipModel, openvino_core
-from .score import ScoreResult, score_source, write_outputs
+from .score import OutputExistsError, ScoreResult, SourceFailure, score_source, write_outputs
 from .torch_model import TorchClipModel
 from .video_io import Frame, FrameFolderSource, VideoReadError, VideoSource, VideoWriter, open_source
 
@@ -42,9 +42,11 @@ __all__ = [
     "Normalizer",
     "OfflineNormalizer",
     "OpenVINOClipModel",
+    "OutputExistsError",
     "RunningMinMaxNormalizer",
     "RunningStdNormalizer",
     "ScoreResult",
+    "SourceFailure",
     "TorchClipModel",
     "ValidationNormalizer",
     "VideoReadError",

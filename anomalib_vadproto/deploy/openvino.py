@@ -37,6 +37,24 @@ def openvino_core() -> Any:  # noqa: ANN401
     return ov.Core()
 
 
+def read_openvino_model(core: Any, path: Path) -> Any:  # noqa: ANN401
+    """Read an IR (``model.xml`` with its ``model.bin``) or an ONNX file with OpenVINO.
+
+    Raises:
+        ValueError: Naming the file when OpenVINO cannot read it (malformed XML, a missing or truncated
+            ``.bin``, not an ONNX model); OpenVINO's own error is chained.
+
+    """
+    try:
+        return core.read_model(path)
+    except RuntimeError as error:
+        kind = "ONNX model" if path.suffix.lower() == ".onnx" else "OpenVINO IR (model.xml with its model.bin)"
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = f": {lines[-1]}" if lines else ""  # the last line is OpenVINO's reason; the rest is its call stack
+        msg = f"{path} is not a readable {kind}{reason}; re-export it with `anomalib export`."
+        raise ValueError(msg) from error
+
+
 class OpenVINOClipModel:
     """A compiled OpenVINO model that maps clips to named outputs.
 
@@ -74,7 +92,7 @@ class OpenVINOClipModel:
             msg = f"No OpenVINO model at {path}: export one with `anomalib export --export_type openvino`."
             raise FileNotFoundError(msg)
         core = openvino_core()
-        model = core.read_model(path)
+        model = read_openvino_model(core, path)
         shape = model.input(0).get_partial_shape()
         dims = [dim.get_length() if dim.is_static else None for dim in shape]
         if len(dims) != 5 or None in dims[1:] or dims[2] != 3:
@@ -127,7 +145,13 @@ class OpenVINOClipModel:
         return int(self.input_shape[1])
 
     def __call__(self, clips: np.ndarray) -> dict[str, np.ndarray]:
-        """Score ``(N, T, 3, H, W)`` float32 clips in ``[0, 1]``; returns every output by name."""
+        """Score ``(N, T, 3, H, W)`` float clips in ``[0, 1]``; returns every output by name.
+
+        Raises:
+            ValueError: For clips of another layout, type or value range, or with NaN (see
+                :func:`~.clip_model.check_clips`).
+
+        """
         clips = check_clips(clips, self.clip_length, self.input_size)
         compiled = self.compiled_for(len(clips))
         results = compiled(clips)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .clip_model import check_clips
 from .metadata import ModelMetadata
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +86,17 @@ class TorchClipModel:
         """Frames per clip."""
         return self.metadata.clip_length
 
-    def __call__(self, clips: np.ndarray) -> dict[str, np.ndarray]:
-        """Score ``(N, T, 3, H, W)`` float32 clips in ``[0, 1]`` read-only; returns every output by name."""
+    def __call__(self, clips: np.ndarray | Tensor) -> dict[str, np.ndarray]:
+        """Score ``(N, T, 3, H, W)`` float clips in ``[0, 1]`` read-only; returns every output by name.
+
+        Args:
+            clips: A NumPy array or a torch tensor (any device); it is converted and checked first.
+
+        Raises:
+            ValueError: For clips of another layout (channels-last ``(N, T, H, W, 3)`` included), type
+                or value range, or with NaN (see :func:`~.clip_model.check_clips`).
+
+        """
         import torch
 
         clips = check_clips(clips, self.clip_length, None)

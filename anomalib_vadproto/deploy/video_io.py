@@ -173,6 +173,7 @@ class VideoSource:
         self.num_frames = int(self.stream.frames) or None
         self.name = self.path.stem if self.path is not None else text
         self.source = text
+        self.ended_early: str | None = None  # set when a file decodes clearly fewer frames than it announces
 
     def __iter__(self) -> Iterator[Frame]:
         """Decode and yield the frames; the container is closed when the iteration ends."""
@@ -187,8 +188,52 @@ class VideoSource:
         except av.error.FFmpegError as error:
             msg = f"Cannot decode {self.source} after {index} frame(s): {_ffmpeg_reason(error)}."
             raise VideoReadError(msg) from error
+        else:
+            self._check_complete(index)
         finally:
             self.container.close()
+
+    def announced_frames(self) -> tuple[int, str] | None:
+        """Frames the file's header announces, or ``None`` (live sources, or a header without them).
+
+        The stream's frame count when the container stores one (MP4, AVI), else the duration times the
+        frame rate (Matroska, WebM): the stream's, or the container's when the video is its only stream
+        (an audio track may outlast the video).
+
+        Returns:
+            ``(count, note)``: ``note`` is empty for a stored count, else says which duration gave it.
+
+        """
+        if self.live:
+            return None
+        if self.num_frames:
+            return self.num_frames, ""
+        seconds = None
+        if self.stream.duration and self.stream.time_base:
+            seconds = float(self.stream.duration * self.stream.time_base)
+        elif self.container.duration and len(self.container.streams) == 1:
+            import av
+
+            seconds = self.container.duration / av.time_base
+        if not seconds or not self.fps:
+            return None
+        rate = float(self.fps)
+        return round(seconds * rate), f" (from its duration, {seconds:.2f} s at {rate:g} fps)"
+
+    def _check_complete(self, decoded: int) -> None:
+        """Warn once when a file ended clearly before the frames its header announces (a file cut short).
+
+        Headers and decoders may disagree by a frame or two (edit lists, a duration that includes the
+        last frame's display time); a shortfall of more than ``max(2, 2 %)`` frames is a truncated file.
+        The message is kept in :attr:`ended_early`.
+        """
+        announced = self.announced_frames()
+        if announced is None or self.ended_early is not None:
+            return
+        count, note = announced
+        if count - decoded > max(2, count // 50):
+            self.ended_early = f"the file ended early: {decoded} of {count} announced frames decoded{note}"
+            logger.warning("%s: %s; it was cut short or is damaged.", self.source, self.ended_early)
 
     def close(self) -> None:
         """Close the container (iterating to the end closes it too)."""

@@ -197,8 +197,11 @@ def test_live_source_is_scored_frame_by_frame_with_causal_scores_only(exported, 
     summary = json.loads((out / "scores.json").read_text())
     assert summary["frames"] == 12 and summary["normalization"] == "running" and summary["batch_size"] == 1
     capsys.readouterr()
-    assert score_main([str(exported["xml"]), *live, "-o", str(out), "--normalization", "offline"]) == 1
+    offline = str(tmp_path / "live-offline")  # `out` holds scores now: a second run there needs --overwrite
+    assert score_main([str(exported["xml"]), *live, "-o", offline, "--normalization", "offline"]) == 1
     assert "is a live source: offline normalisation needs the whole video" in one_error_line(capsys)
+    assert score_main([str(exported["xml"]), *live, "-o", str(out), "--max-frames", "8", "--no-progress"]) == 1
+    assert f"{out} already holds score outputs" in one_error_line(capsys)
 
 
 def test_pytorch_export_needs_trust_and_matches_openvino(exported, tmp_path, capsys, monkeypatch):

@@ -1,12 +1,25 @@
 """anomalib-vadproto: five published video anomaly detection methods as anomalib 2.7 video models.
 
-Importing the package registers the models with anomalib (they are direct ``AnomalibModule``
-subclasses), so ``anomalib train --model Mnad`` and ``anomalib.models.get_model("mnad")`` work.
+Importing the package is cheap: the models and datamodules below are imported on first access (PEP 562),
+so ``anomalib-vadproto score`` and ``make-synthetic`` start without torch models or anomalib's data stack.
+
+anomalib's ``get_model``/``list_models`` and jsonargparse's short names (``--model Mnad``, ``--data
+LocalUCSDped``, ``--model.visualizer VideoVisualizer``) only see classes that were imported, so
+:func:`register` imports them all. The ``.pth``
+hook (``_anomalib_vadproto_autoload``) calls it as soon as ``anomalib.models`` is imported, so ``anomalib
+train --model Mnad`` and ``anomalib.models.get_model("mnad")`` work without importing anything by hand.
 """
 
-from .data.datamodules import LocalUCSDped
-from .data.video_datamodules import LocalAvenue, LocalShanghaiTech
-from .models import Apn, Cdda, DlanAc, LgnNet, Mnad
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .data.datamodules import LocalUCSDped
+    from .data.video_datamodules import LocalAvenue, LocalShanghaiTech
+    from .models import Apn, Cdda, DlanAc, LgnNet, Mnad
 
 __version__ = "0.1.0"
 
@@ -20,4 +33,78 @@ __all__ = [
     "LocalUCSDped",
     "Mnad",
     "__version__",
+    "register",
 ]
+
+_SOURCES = {
+    "Apn": ".models",
+    "Cdda": ".models",
+    "DlanAc": ".models",
+    "LgnNet": ".models",
+    "Mnad": ".models",
+    "LocalUCSDped": ".data.datamodules",
+    "LocalAvenue": ".data.video_datamodules",
+    "LocalShanghaiTech": ".data.video_datamodules",
+}
+#: Modules :func:`register` imports: the classes anomalib's CLI should know by their short names.
+_REGISTERED = (".models", ".data.datamodules", ".data.video_datamodules", ".visualization.video_visualizer")
+
+#: Deprecation warnings that importing ``anomalib.models`` emits on every start (anomalib 2.7's image models
+#: import deprecated timm and anomalib modules); they concern code this plugin neither uses nor can change.
+#: ``(category, message regex)``, matched against the start of the message only.
+THIRD_PARTY_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    (FutureWarning, r"Importing from timm\.models\.layers is deprecated"),
+    (FutureWarning, r"The anomalib\.models\.components\.dinov2 package is deprecated"),
+)
+
+
+def _filter_third_party_warnings() -> None:
+    """Ignore exactly :data:`THIRD_PARTY_WARNINGS`; every other warning is shown as before."""
+    for category, message in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+_filter_third_party_warnings()
+
+
+def register() -> None:
+    """Import the models, datamodules and visualizer, registering them with anomalib and jsonargparse.
+
+    anomalib's ``get_model``/``list_models`` look the models up among the imported direct subclasses of
+    ``AnomalibModule`` and jsonargparse resolves ``--model Mnad``, ``--data LocalUCSDped`` and
+    ``--model.visualizer VideoVisualizer`` among imported subclasses, so a class that was never imported
+    is unknown to both. Idempotent.
+    """
+    for module in _REGISTERED:
+        importlib.import_module(module, __name__)
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401
+    """Import a public model or datamodule on first access.
+
+    Args:
+        name: Attribute name.
+
+    Returns:
+        The requested class.
+
+    Raises:
+        AttributeError: If ``name`` is not one of the package's lazily imported names.
+
+    """
+    if name not in _SOURCES:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(_SOURCES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """List the module's attributes including the lazily imported public names.
+
+    Returns:
+        Sorted attribute names.
+
+    """
+    return sorted({*globals(), *__all__})

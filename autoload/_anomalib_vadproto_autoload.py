@@ -2,8 +2,11 @@
 
 Python processes ``anomalib_vadproto.pth`` at start-up, which imports this stdlib-only module and
 calls :func:`install`. Nothing heavy is imported then: a one-shot import hook waits for
-``anomalib.models`` to be imported and only then imports ``anomalib_vadproto``, so that the five
-video models are subclasses of ``AnomalibModule`` before anomalib's CLI resolves ``--model Mnad``.
+``anomalib.models`` to be imported and only then calls ``anomalib_vadproto.register()``, so that the
+five video models are subclasses of ``AnomalibModule`` (and the datamodules known by short name)
+before anomalib's CLI resolves ``--model Mnad``. The plugin package itself (cheap: its top-level names
+are lazy) is imported just before ``anomalib.models`` runs, so that its narrow filters for anomalib's
+known start-up deprecation warnings apply.
 A broken plugin never breaks anomalib: failures become a ``RuntimeWarning``.
 """
 
@@ -18,15 +21,19 @@ _TRIGGER = "anomalib.models"
 _PLUGIN = "anomalib_vadproto"
 
 
-def _import_plugin() -> None:
+def _import_plugin(register: bool = True) -> None:
     try:
-        importlib.import_module(_PLUGIN)
+        plugin = importlib.import_module(_PLUGIN)
+        if register:
+            plugin.register()
     except Exception as exc:  # noqa: BLE001 - never break the host library
+        if not register:
+            return  # reported by the registering call that follows
         warnings.warn(f"anomalib-vadproto could not be registered with anomalib: {exc!r}", RuntimeWarning, stacklevel=2)
 
 
 class _LoaderWrapper(importlib.abc.Loader):
-    """Runs the real loader of ``anomalib.models``, then imports the plugin."""
+    """Imports the plugin package, runs the real loader of ``anomalib.models``, then registers the plugin."""
 
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self._loader = loader
@@ -35,6 +42,7 @@ class _LoaderWrapper(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module) -> None:  # noqa: ANN001, D102
+        _import_plugin(register=False)  # the package alone: installs its warning filters, imports nothing heavy
         self._loader.exec_module(module)
         _import_plugin()
 

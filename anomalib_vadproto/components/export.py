@@ -9,6 +9,11 @@ model's state exactly as it was. Besides anomalib's outputs (``pred_score``, ``p
 deployed models can apply the papers' per-video protocol. The ONNX file (and the OpenVINO IR
 converted from it) carries a :class:`~anomalib_vadproto.deploy.metadata.ModelMetadata` record: clip
 length, sizes and the cue fusion, so a deployed model fuses cues exactly as ``anomalib test`` does.
+
+The ONNX exporter (``torch.onnx`` with onnxscript's optimiser and onnx_ir's passes) logs one INFO record per
+folded constant, removed node and deduplicated initializer, and prints its progress. During our export
+call those records are raised to WARNING and the prints are off (:func:`quiet_onnx_exporter`); the export
+logs its own progress and result instead. With this module's logger enabled for DEBUG, nothing is hidden.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from typing import Any
 
 import torch
 from anomalib.deploy.export import ExportType
-from anomalib.models.components.base.export_mixin.utils import create_export_root
 from torch import Tensor, nn
 
 from anomalib_vadproto.deploy.metadata import METADATA_KEY, ModelMetadata
@@ -55,6 +59,37 @@ FLOAT_OPS = (
     "NormalizeL2",
 )
 QUANTISABLE_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
+#: Loggers of the ONNX exporter whose INFO records :func:`quiet_onnx_exporter` hides during an export.
+EXPORTER_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
+
+
+@contextmanager
+def quiet_onnx_exporter(level: int = logging.WARNING) -> Iterator[bool]:
+    """Hide the ONNX exporter's records below ``level`` inside the block; restore the loggers' levels after.
+
+    Only the loggers of :data:`EXPORTER_LOGGERS` that have no level of their own (they inherit the root's,
+    INFO under anomalib's CLI) are raised, and only for the block. Nothing is hidden when this module's
+    logger is enabled for DEBUG, nor from a logger whose level the user has set.
+
+    Args:
+        level: The lowest level still shown inside the block.
+
+    Yields:
+        Whether the exporter is quiet (``False`` at DEBUG): the caller then also turns off the exporter's
+        progress prints (``torch.onnx.export(verbose=False)``).
+
+    """
+    if logger.isEnabledFor(logging.DEBUG):
+        yield False
+        return
+    raised = [item for item in map(logging.getLogger, EXPORTER_LOGGERS) if item.level == logging.NOTSET]
+    for item in raised:
+        item.setLevel(level)
+    try:
+        yield True
+    finally:
+        for item in raised:
+            item.setLevel(logging.NOTSET)
 
 
 class ExportGraph(nn.Module):
@@ -78,6 +113,9 @@ class VideoExportMixin:
     ``image_size`` and a torch model with ``score(clip) -> (InferenceBatch, cues)`` and a
     ``read_only`` attribute.
     """
+
+    #: ``True`` while :meth:`to_openvino` runs: the ONNX file is then an intermediate in a temporary folder.
+    _onnx_is_intermediate: bool = False
 
     def predict_clip(self, clip: Tensor) -> dict[str, Tensor]:
         """Full pipeline on a raw clip: pre-process, score, post-process.
@@ -173,6 +211,10 @@ class VideoExportMixin:
             Path of the ONNX file.
 
         """
+        # Not at module level: importing ``anomalib.models`` here would register the plugin's models (the
+        # ``.pth`` hook) while this module, which they subclass, is still half-imported.
+        from anomalib.models.components.base.export_mixin.utils import create_export_root
+
         if kwargs.pop("dynamo", True) is False:
             msg = "Only the dynamo ONNX exporter is supported (anomalib 2.7 removed the legacy one)."
             raise ValueError(msg)
@@ -181,7 +223,12 @@ class VideoExportMixin:
         export_root = create_export_root(export_root, ExportType.ONNX)
         onnx_path = export_root / f"{model_file_name}.onnx"
         clip = self.example_clip(input_size)
-        with self.read_only_eval(), torch.no_grad():
+        name = type(self).__name__
+        height, width = clip.shape[-2:]
+        logger.info(
+            "Exporting %s to ONNX: %d-frame clips of %dx%d, opset %d ...", name, clip.shape[1], height, width, opset
+        )
+        with self.read_only_eval(), torch.no_grad(), quiet_onnx_exporter() as quiet:
             names = list(self.predict_clip(clip))
             graph = ExportGraph(self, names).eval()
             torch.onnx.export(
@@ -193,11 +240,32 @@ class VideoExportMixin:
                 input_names=kwargs.pop("input_names", ["input"]),
                 output_names=names,
                 dynamic_shapes=({0: torch.export.Dim("batch_size")},),
+                verbose=kwargs.pop("verbose", False if quiet else None),
                 **kwargs,
             )
-        embed_metadata(onnx_path, self.export_metadata(tuple(clip.shape[-2:])))
-        logger.info("Exported %s to %s (outputs: %s)", type(self).__name__, onnx_path, ", ".join(names))
+        embed_metadata(onnx_path, self.export_metadata((int(height), int(width))))
+        if self._onnx_is_intermediate:  # a temporary file, deleted once OpenVINO has converted it
+            logger.info("Traced %s (outputs: %s); converting it to OpenVINO ...", name, ", ".join(names))
+        else:
+            logger.info("Exported %s to %s (outputs: %s)", name, onnx_path, ", ".join(names))
         return onnx_path
+
+    def to_openvino(self, *args: Any, **kwargs: Any) -> Path:  # noqa: ANN401
+        """Export to OpenVINO with anomalib's ``to_openvino``, through a temporary ONNX file from :meth:`to_onnx`.
+
+        Args:
+            *args: Positional arguments of anomalib's ``ExportMixin.to_openvino``.
+            **kwargs: Keyword arguments of anomalib's ``ExportMixin.to_openvino``.
+
+        Returns:
+            Path of the OpenVINO ``.xml`` file.
+
+        """
+        self._onnx_is_intermediate = True
+        try:
+            return super().to_openvino(*args, **kwargs)
+        finally:
+            self._onnx_is_intermediate = False
 
     #: Under ``INT8_PTQ``, the quantisable layers (convolutions, matrix products) nearest to the outputs
     #: stay in FP32: on every path from an output back to the input, the first ``int8_fp32_depth`` of

@@ -20,7 +20,9 @@ test and predict always score in FP32.
 
 from __future__ import annotations
 
+import inspect
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,9 +33,20 @@ from lightning.pytorch import seed_everything
 from torch import Tensor
 
 from anomalib_vadproto.components.export import VideoExportMixin
+from anomalib_vadproto.errors import (
+    CheckpointMismatchError,
+    InvalidArgumentError,
+    MissingDataError,
+    UntrainedModelWarning,
+)
 from anomalib_vadproto.metrics import VideoProtocolAUC
 
 logger = logging.getLogger(__name__)
+
+#: Checkpoint key holding the name of the plugin model that saved it (:meth:`VideoModelMixin.model_family`).
+CHECKPOINT_MODEL_KEY = "anomalib_vadproto_model"
+#: Smallest height or width the video pre-processor accepts (:func:`~.pre_processing.video_pre_processor`).
+MIN_SIDE = 8
 
 
 def seed_if_given(seed: int | None) -> None:
@@ -45,15 +58,42 @@ def seed_if_given(seed: int | None) -> None:
         seed_everything(int(seed), workers=True)
 
 
-def as_size(image_size: Sequence[int] | int) -> tuple[int, int]:
-    """Normalise an ``image_size`` argument to ``(height, width)``."""
-    if isinstance(image_size, int):
-        return image_size, image_size
-    size = tuple(int(v) for v in image_size)
+def as_size(image_size: Sequence[int] | int, multiple: int = 1, model: str = "the model") -> tuple[int, int]:
+    """Normalise an ``image_size`` argument to ``(height, width)``, both multiples of ``multiple``.
+
+    Args:
+        image_size: An int (square frames) or ``(height, width)``.
+        multiple: What height and width must be multiples of (the network's total downsampling).
+        model: Name used in the error message.
+
+    Returns:
+        ``(height, width)``.
+
+    Raises:
+        InvalidArgumentError: (a ``ValueError``) for anything but one or two ints, or for a size that is
+            not a multiple of ``multiple``; the message names the nearest valid sizes.
+
+    """
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
     if len(size) != 2:
         msg = f"image_size must be an int or (height, width), got {image_size!r}"
-        raise ValueError(msg)
+        raise InvalidArgumentError(msg)
+    if size[0] % multiple or size[1] % multiple:
+        msg = (
+            f"image_size must be multiples of {multiple} for {model} (height and width, for its strided and"
+            f" pooling layers), got {list(size)}; the nearest valid sizes are {_nearest_sizes(size, multiple)}:"
+            f" set image_size (--model.image_size) to one of them."
+        )
+        raise InvalidArgumentError(msg)
     return size  # type: ignore[return-value]
+
+
+def _nearest_sizes(size: tuple[int, ...], multiple: int) -> str:
+    """``[96, 96] or [104, 104]``: each side rounded down (when still a valid size) and up to ``multiple``."""
+    smallest = multiple * -(-MIN_SIDE // multiple)  # the smallest multiple the pre-processor accepts
+    down = tuple(max(smallest, side // multiple * multiple) for side in size)
+    up = tuple(max(smallest, -(-side // multiple) * multiple) for side in size)
+    return " or ".join(f"[{height}, {width}]" for height, width in dict.fromkeys((down, up)))
 
 
 def _plain(value: Any) -> Any:  # noqa: ANN401
@@ -71,6 +111,11 @@ class VideoModelMixin(VideoExportMixin):
 
     #: Init arguments that change the network's shapes; a checkpoint must agree on them.
     architecture_hparams: tuple[str, ...] = ()
+    #: Height and width of ``image_size`` must be multiples of this (the network's strides and poolings).
+    size_multiple: int = 1
+    #: Whether the model was fitted in this process or loaded from a checkpoint (see :meth:`on_test_start`).
+    _trained: bool = False
+    _untrained_warned: bool = False
     protocol_result = None  # ProtocolResult of the last test epoch (per-video scores for plots/benchmarks)
     protocol_other_result = None  # ProtocolResult with the other smoothing setting (models that report both)
     #: Convert the torch model to channels-last memory format when it runs on CPU (:meth:`use_preferred_memory_format`).
@@ -85,8 +130,13 @@ class VideoModelMixin(VideoExportMixin):
         evaluator: Any = True,  # noqa: ANN401
         visualizer: Any = True,  # noqa: ANN401
     ) -> None:
-        """Set ``image_size``, build the default ``[-1, 1]`` pre-processor, then initialise ``AnomalibModule``."""
-        self.image_size = as_size(image_size)
+        """Check and set ``image_size``, build the default ``[-1, 1]`` pre-processor, initialise ``AnomalibModule``.
+
+        Raises:
+            InvalidArgumentError: (a ``ValueError``) if ``image_size`` is not a multiple of :attr:`size_multiple`.
+
+        """
+        self.image_size = as_size(image_size, self.size_multiple, type(self).__name__)
         if pre_processor is True:
             from anomalib_vadproto.components.pre_processing import video_pre_processor
 
@@ -127,8 +177,56 @@ class VideoModelMixin(VideoExportMixin):
                 prefix="protocol_unsmoothed_" if smoothing else "protocol_smoothed_",
             )
 
+    @classmethod
+    def model_family(cls) -> str:
+        """Name of the plugin model this class is (``Mnad`` for ``Mnad`` and for a subclass of it)."""
+        family = next((c for c in cls.__mro__ if VideoModelMixin in c.__bases__), cls)
+        return family.__name__
+
+    @classmethod
+    def _init_arguments(cls) -> set[str]:
+        return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+    def checkpoint_model(self, checkpoint: Mapping[str, Any]) -> str | None:
+        """Name the plugin model a checkpoint holds, or ``None`` when it cannot be told or may be this one.
+
+        New checkpoints carry the name (:data:`CHECKPOINT_MODEL_KEY`). Older ones are recognised by their
+        ``hyper_parameters``: every model saves all its init arguments, so they name the one model (of the
+        five) that accepts them all, unless this model accepts them too.
+        """
+        name = checkpoint.get(CHECKPOINT_MODEL_KEY)
+        if isinstance(name, str):
+            return name
+        saved = checkpoint.get("hyper_parameters")
+        if not isinstance(saved, Mapping) or not saved or set(saved) <= self._init_arguments():
+            return None
+        import anomalib_vadproto.models  # noqa: F401 - the five models are the mixin's direct subclasses
+
+        matches = [
+            family.__name__ for family in VideoModelMixin.__subclasses__() if set(saved) <= family._init_arguments()
+        ]
+        return matches[0] if len(matches) == 1 else None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record which model the checkpoint holds (:meth:`model_family`), for :meth:`on_load_checkpoint`."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CHECKPOINT_MODEL_KEY] = self.model_family()
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse, with a clear message, a checkpoint whose architecture differs from this instance."""
+        """Refuse, with a clear message, a checkpoint of another model or whose architecture differs from this one.
+
+        Raises:
+            CheckpointMismatchError: (a ``ValueError``) naming the model the checkpoint holds, or the
+                architecture arguments that differ.
+
+        """
+        own, holder = self.model_family(), self.checkpoint_model(checkpoint)
+        if holder is not None and holder != own:
+            msg = (
+                f"this checkpoint holds a {holder} model, not {own}; use --model {holder} (in Python:"
+                f" {holder}.load_from_checkpoint(path))"
+            )
+            raise CheckpointMismatchError(msg)
         saved = checkpoint.get("hyper_parameters", {})
         differences = [
             f"{key}={saved[key]!r} (this model: {self.hparams[key]!r})"
@@ -143,8 +241,9 @@ class VideoModelMixin(VideoExportMixin):
                     type(self).__name__
                 )
             )
-            raise ValueError(msg)
+            raise CheckpointMismatchError(msg)
         super().on_load_checkpoint(checkpoint)
+        self._trained = True
 
     # ------------------------------------------------------------------ anomalib configuration
     @property
@@ -154,8 +253,44 @@ class VideoModelMixin(VideoExportMixin):
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
-        """Only what the models need; ``max_epochs`` stays the user's (``--trainer.max_epochs``)."""
+        """Only what the models need; ``max_epochs`` stays the user's (``--trainer.max_epochs``).
+
+        anomalib's ``Engine`` lets these values override the user's trainer arguments, so the validation
+        schedule is not set here (the user's ``--trainer.check_val_every_n_epoch`` must win): see
+        :meth:`validate_after_last_epoch`.
+        """
         return {"gradient_clip_val": 0, "num_sanity_val_steps": 0}
+
+    def validate_after_last_epoch(self) -> None:
+        """Validate once, after the last training epoch, unless the user chose a validation schedule.
+
+        anomalib's video datamodules validate on a copy of the test set, and the validation pass only fits
+        the post-processor's thresholds and normalisation bounds (no checkpoint is chosen on it), so
+        validating every epoch scores the whole test set ``max_epochs - 1`` extra times. Lightning's
+        defaults (``check_val_every_n_epoch=1``, ``val_check_interval=1.0``) are therefore replaced by
+        ``check_val_every_n_epoch=max_epochs``: one validation after the last epoch, which also saves the
+        checkpoint, before ``test``. Any other ``--trainer.check_val_every_n_epoch`` (``null`` included) or
+        ``--trainer.val_check_interval`` is kept (an explicit ``1`` cannot be told from the default), and so
+        are runs of one epoch, of unbounded epochs, or bounded by ``max_steps``.
+        """
+        trainer = self.trainer
+        epochs = trainer.max_epochs
+        if (
+            epochs is None
+            or epochs <= 1
+            or trainer.max_steps not in (None, -1)
+            or trainer.check_val_every_n_epoch != 1
+            or trainer.val_check_interval != 1.0
+            or getattr(trainer, "_val_check_time_interval", None) is not None
+        ):
+            return
+        trainer.check_val_every_n_epoch = epochs
+        logger.info(
+            "%s validates once, after epoch %d: the validation set is the test set and only fits the thresholds"
+            " (--trainer.check_val_every_n_epoch N validates every N epochs).",
+            type(self).__name__,
+            epochs,
+        )
 
     @classmethod
     def configure_visualizer(cls):  # noqa: ANN206
@@ -211,10 +346,49 @@ class VideoModelMixin(VideoExportMixin):
         if self.channels_last_on_cpu and self.device.type == "cpu":
             self.model.to(memory_format=torch.channels_last)
 
+    def setup(self, stage: str) -> None:
+        """Refuse a fit without training data, before any callback runs (Lightning would fail later, at length).
+
+        Raises:
+            MissingDataError: (a ``ValueError``) if neither a datamodule nor training dataloaders were given.
+
+        """
+        super().setup(stage)
+        # Lightning's fit loop knows its data source from Trainer.fit's arguments; it has no public accessor.
+        source = getattr(getattr(self._trainer, "fit_loop", None), "_data_source", None)
+        if stage == "fit" and source is not None and hasattr(source, "is_defined") and not source.is_defined():
+            msg = (
+                f"{type(self).__name__} has no training data: give a datamodule, e.g. --data LocalUCSDped"
+                " --data.root <datasets folder> --data.category <dataset folder> (or --data <datamodule config.yaml>);"
+                " in Python pass datamodule= to Engine.fit or Engine.train."
+            )
+            raise MissingDataError(msg)
+
     def on_fit_start(self) -> None:  # noqa: D102
         self.use_preferred_memory_format()
+        self.validate_after_last_epoch()
 
-    def on_test_start(self) -> None:  # noqa: D102
+    def on_fit_end(self) -> None:
+        """Remember that the model was fitted in this process (see :meth:`on_test_start`)."""
+        self._trained = True
+
+    def on_test_start(self) -> None:
+        """Warn once if the model is tested untrained, then use the preferred memory format.
+
+        A model that was neither fitted in this process nor loaded from a checkpoint (``--ckpt_path``)
+        scores with freshly initialised weights and unfitted test-time state (CDDA's k-means centres,
+        DLAN-AC's clusterer, the memory items), so its AUCs mean nothing.
+        """
+        if not self._trained and not self._untrained_warned:
+            self._untrained_warned = True
+            name = type(self).__name__
+            msg = (
+                f"{name} is being tested untrained: it was neither fitted in this process nor loaded from a"
+                " checkpoint, so its weights and test-time state are freshly initialised and the AUCs below mean"
+                f" nothing. Pass --ckpt_path <run folder>/weights/lightning/model.ckpt (or train first with"
+                f" `anomalib train --model {name}`)."
+            )
+            warnings.warn(msg, UntrainedModelWarning, stacklevel=1)  # here: Lightning formats its own files tersely
         self.use_preferred_memory_format()
 
     def on_predict_start(self) -> None:  # noqa: D102

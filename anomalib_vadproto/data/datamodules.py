@@ -21,13 +21,19 @@ from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
 from torchvision.tv_tensors import Mask
 
 from anomalib_vadproto.components.clip import as_enum
+from anomalib_vadproto.errors import DatasetLayoutError
 
 
 def check_ucsd_layout(root: Path | str, category: str) -> Path:
     """Check ``root/category`` holds the UCSDped layout anomalib reads, and return it.
 
+    Every test video folder (a folder of ``.tif`` frames under ``Test/``, as anomalib lists them) needs
+    its ground-truth folder ``<video>_gt`` with one ``.bmp`` mask per frame: anomalib reads the mask of
+    every test clip and would otherwise stop with an ``IndexError`` in the middle of testing.
+
     Raises:
-        FileNotFoundError: With the missing path and how to create the data.
+        DatasetLayoutError: (a ``FileNotFoundError``) naming the first missing path and how to create
+            the data, or the first test video whose masks are missing or do not match its frames.
 
     """
     folder = Path(root) / category
@@ -38,13 +44,42 @@ def check_ucsd_layout(root: Path | str, category: str) -> Path:
     )
     if not folder.is_dir():
         msg = f"No dataset at {folder}: expected {folder}/Train/Train001/*.tif and {folder}/Test/Test001/*.tif. {how}"
-        raise FileNotFoundError(msg)
+        raise DatasetLayoutError(msg)
     for split in ("Train", "Test"):
         videos = [p for p in (folder / split).glob(f"{split}*") if p.is_dir() and not p.name.endswith("_gt")]
         if not videos or not any(any(v.glob("*.tif")) for v in videos):
             msg = f"{folder / split} has no video folders of .tif frames ({split}001/001.tif, ...). {how}"
-            raise FileNotFoundError(msg)
+            raise DatasetLayoutError(msg)
+    check_ucsd_ground_truth(folder / "Test")
     return folder
+
+
+def check_ucsd_ground_truth(test_folder: Path) -> None:
+    """Check every test video folder of ``test_folder`` has a ``<video>_gt`` folder with one ``.bmp`` per frame.
+
+    Raises:
+        DatasetLayoutError: (a ``FileNotFoundError``) naming the first video (in sorted order) whose
+            ground-truth folder is missing or holds another number of masks than it has frames.
+
+    """
+    # The test videos as anomalib's make_ucsd_dataset lists them: every sub-folder holding .tif frames.
+    videos = sorted(p for p in test_folder.iterdir() if p.is_dir() and any(p.glob("*.tif")))
+    for video in videos:
+        frames = sum(1 for _ in video.glob("*.tif"))
+        ground_truth = video.with_name(f"{video.name}_gt")
+        if not ground_truth.is_dir():
+            msg = (
+                f"Test video {video} has no ground-truth folder {ground_truth} (one .bmp mask per frame, {frames}"
+                f" here), which anomalib needs to test. Add the masks there, or move {video.name} out of {test_folder}."
+            )
+            raise DatasetLayoutError(msg)
+        masks = sum(1 for _ in ground_truth.glob("*.bmp"))
+        if masks != frames:
+            msg = (
+                f"{ground_truth} holds {masks} .bmp masks for the {frames} .tif frames of {video}: every test frame"
+                " needs its mask (anomalib pairs them in sorted order). Complete the masks or remove the extra ones."
+            )
+            raise DatasetLayoutError(msg)
 
 
 class FrameCache(dict):

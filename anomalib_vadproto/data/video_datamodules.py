@@ -55,6 +55,7 @@ from torchvision.transforms.v2 import Transform
 from anomalib_vadproto.components.clip import as_enum
 from anomalib_vadproto.data.datamodules import ClipReaderMixin, fill_caches_for_workers, read_image_files
 from anomalib_vadproto.data.video_io import VideoIndex, VideoReader, index_video, read_video
+from anomalib_vadproto.errors import DatasetLayoutError
 
 __all__ = [
     "AvenueVideoClipsIndexer",
@@ -247,7 +248,7 @@ def check_avenue_layout(root: Path | str, gt_dir: Path | str) -> tuple[Path, Pat
     ``NN.avi``, ``gt_dir/testing_label_mask/N_label.mat`` or a ``N_label/`` folder of PNG masks.
 
     Raises:
-        FileNotFoundError: Naming what is missing.
+        DatasetLayoutError: (a ``FileNotFoundError``) naming what is missing.
 
     """
     root, gt_dir = Path(root), Path(gt_dir)
@@ -261,11 +262,11 @@ def check_avenue_layout(root: Path | str, gt_dir: Path | str) -> tuple[Path, Pat
     )
     if not root.is_dir():
         msg = f"No Avenue dataset at {root}: {expected}. {how}"
-        raise FileNotFoundError(msg)
+        raise DatasetLayoutError(msg)
     for folder in ("training_videos", "testing_videos"):
         if not any((root / folder).glob("*.avi")):
             msg = f"{root / folder} has no .avi videos: {expected}. {how}"
-            raise FileNotFoundError(msg)
+            raise DatasetLayoutError(msg)
     labels = gt_dir / "testing_label_mask"
     missing = []
     for video in sorted((root / "testing_videos").glob("*.avi")):
@@ -275,7 +276,7 @@ def check_avenue_layout(root: Path | str, gt_dir: Path | str) -> tuple[Path, Pat
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         msg = f"No ground-truth masks in {labels} for {len(missing)} test video(s) ({shown}): {expected}. {how}"
-        raise FileNotFoundError(msg)
+        raise DatasetLayoutError(msg)
     return root, gt_dir
 
 
@@ -432,7 +433,7 @@ def check_shanghaitech_layout(
     ``root/testing/test_pixel_mask/SS_NNNN.npy``, with training and test videos for every scene asked for.
 
     Raises:
-        FileNotFoundError: Naming what is missing.
+        DatasetLayoutError: (a ``FileNotFoundError``) naming what is missing.
         ValueError: For an invalid ``scene``.
 
     """
@@ -446,7 +447,7 @@ def check_shanghaitech_layout(
     how = "Unpack ShanghaiTech Campus there (manual download). " + _SYNTHETIC_HINT.format("shanghaitech")
     if not root.is_dir():
         msg = f"No ShanghaiTech dataset at {root}: {expected}. {how}"
-        raise FileNotFoundError(msg)
+        raise DatasetLayoutError(msg)
     train = [p for p in train_dir.glob("*.avi") if _in_scenes(p.name, scenes)] if train_dir.is_dir() else []
     test = (
         [p for p in frames_dir.iterdir() if p.is_dir() and _in_scenes(p.name, scenes) and any(p.glob("*.jpg"))]
@@ -456,17 +457,17 @@ def check_shanghaitech_layout(
     for what, found, folder in (("training videos", train, train_dir), ("test frame folders", test, frames_dir)):
         if not found:
             msg = f"No {what} for {_scene_text(scenes)} in {folder}: {expected}. {how}"
-            raise FileNotFoundError(msg)
+            raise DatasetLayoutError(msg)
         if scenes is not None:
             lacking = sorted(set(scenes) - {_scene_of(p.name) for p in found})
             if lacking:
                 msg = f"No {what} for {_scene_text(tuple(lacking))} in {folder}: {expected}. {how}"
-                raise FileNotFoundError(msg)
+                raise DatasetLayoutError(msg)
     missing = sorted(p.name + ".npy" for p in test if not (masks_dir / f"{p.name}.npy").is_file())
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         msg = f"No pixel masks in {masks_dir} for {len(missing)} test video(s) ({shown}): {expected}. {how}"
-        raise FileNotFoundError(msg)
+        raise DatasetLayoutError(msg)
     return train_dir
 
 

@@ -2,12 +2,16 @@
 
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, TINY_MODEL_ARGS, data_args, run_cli, train_args
 
 pytestmark = pytest.mark.slow
+
+#: Per-frame images are off by default; this is how a user asks for them.
+FRAME_IMAGES_ARGS = ["--model.visualizer", "VideoVisualizer", "--model.visualizer.init_args.frame_images", "all"]
 
 
 def metric(stdout: str, name: str) -> float:
@@ -21,6 +25,10 @@ def test_train_with_the_short_name_reports_both_protocols(trained_run):
     for name in ("image_AUROC", "protocol_AUC_micro", "protocol_AUC_macro"):
         assert 0.5 < metric(out, name) <= 1.0
     assert trained_run["ckpt"].is_file()
+    # by default: one score curve per test video, no per-frame images
+    images = list((trained_run["ckpt"].parents[2] / "images").rglob("*.png"))
+    assert sorted(p.name for p in images) == ["Test001.png", "Test002.png"]
+    assert {p.parent.name for p in images} == {"score_curves"}
 
 
 def test_test_from_checkpoint_reproduces_training_metrics(trained_run, synthetic_root, tmp_path):
@@ -33,12 +41,13 @@ def test_test_from_checkpoint_reproduces_training_metrics(trained_run, synthetic
             str(trained_run["ckpt"]),
             "--default_root_dir",
             str(tmp_path),
+            *FRAME_IMAGES_ARGS,
         ],
         cwd=tmp_path,
     )
     for name in ("image_AUROC", "protocol_AUC_micro"):
         assert metric(proc.stdout, name) == pytest.approx(metric(trained_run["stdout"], name), abs=1e-6)
-    # the video-aware visualizer wrote frames per video
+    # asked for, the video-aware visualizer wrote frames per video
     assert list(tmp_path.rglob("Test001/*.png"))
 
 
@@ -71,6 +80,7 @@ def test_predict_with_the_dotted_path(trained_run, synthetic_root, tmp_path):
             str(trained_run["ckpt"]),
             "--default_root_dir",
             str(tmp_path),
+            *FRAME_IMAGES_ARGS,
         ],
         cwd=tmp_path,
     )
@@ -87,7 +97,7 @@ def test_predict_with_the_dotted_path(trained_run, synthetic_root, tmp_path):
     ],
 )
 def test_export(trained_run, tmp_path, export_type, files):
-    run_cli(
+    proc = run_cli(
         [
             "export",
             "--model",
@@ -103,6 +113,15 @@ def test_export(trained_run, tmp_path, export_type, files):
     )
     for name in files:
         assert (tmp_path / name).is_file()
+    output = proc.stdout + proc.stderr
+    assert "Replaced initializer" not in output  # the ONNX exporter's INFO records stay behind the log level
+    assert "[torch.onnx]" not in output
+    # every ONNX file the log names exists (OpenVINO's intermediate one is deleted: it is not named); the
+    # plain log is on stderr, the console's (wrapped) copy on stdout
+    named = re.findall(r"(/\S+\.onnx)\b", proc.stderr)
+    assert all(Path(path).is_file() for path in named), named
+    if export_type != "torch":
+        assert "Exporting Mnad to ONNX" in proc.stderr
 
 
 def test_console_script_fallback_and_model_config(synthetic_root, tmp_path):

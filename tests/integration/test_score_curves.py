@@ -1,4 +1,5 @@
-"""The default visualizer writes one score-curve PNG per test video at the end of a test run (Engine)."""
+"""The default visualizer writes one score-curve PNG per test video at the end of a test run, and no per-frame
+images unless asked (Engine)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def test_one_score_curve_per_test_video(tested) -> None:
     assert len(folders) == 1
     folder = folders[0]
     assert folder.parent.name == "images"  # <output_dir>/score_curves, beside the per-video frame folders
-    assert (folder.parent / "Test001").is_dir()
+    assert [p for p in work.rglob("*.png") if p.parent != folder] == []  # no per-frame images by default
     result = model.protocol_result
     assert len(result.video_names) == 2
     assert sorted(p.name for p in folder.glob("*.png")) == ["Test001.png", "Test002.png"]
@@ -49,12 +50,14 @@ def test_score_curves_can_be_turned_off_and_are_never_stale(tested) -> None:
     folder = next(work.rglob("score_curves"))
     shutil.rmtree(folder)
     model.visualizer.score_curves = False
+    model.visualizer.frame_images = "all"
     try:
         engine.test(model=model, datamodule=datamodule)
     finally:
         model.visualizer.score_curves = True
+        model.visualizer.frame_images = "none"
     assert not list(work.rglob("score_curves"))
-    assert list(work.rglob("Test001/00004.png"))  # the frame images are still written
+    assert list(work.rglob("Test001/00004.png"))  # the frame images are written when asked
     # a run that produces no protocol result (here: the previous one is still set) writes no curves
     model.visualizer.on_test_start(engine.trainer, model)
     model.visualizer.on_test_end(engine.trainer, model)

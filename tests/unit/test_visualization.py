@@ -84,7 +84,7 @@ def _check_png(path: Path) -> Image.Image:
 # ----------------------------------------------------------------------------------------------------
 def test_test_batch_end_writes_one_png_per_target_frame(tmp_path: Path) -> None:
     batch = _video_batch()
-    visualizer = VideoVisualizer(field_size=FIELD_SIZE)
+    visualizer = VideoVisualizer(field_size=FIELD_SIZE, frame_images="all")
     visualizer.on_test_batch_end(_trainer(tmp_path), None, batch, batch, batch_idx=0)
 
     root = tmp_path / "images"
@@ -99,7 +99,7 @@ def test_test_batch_end_writes_one_png_per_target_frame(tmp_path: Path) -> None:
 
 def test_explicit_output_dir_predict_hook_and_video_files(tmp_path: Path) -> None:
     batch = _video_batch(frames=(12,), videos=("/data/avenue/testing_videos/01.avi",))
-    visualizer = VideoVisualizer(field_size=FIELD_SIZE, output_dir=tmp_path / "vis")
+    visualizer = VideoVisualizer(field_size=FIELD_SIZE, output_dir=tmp_path / "vis", frame_images="all")
     visualizer.on_predict_batch_end(_trainer(tmp_path / "unused"), None, batch, batch, batch_idx=3)
     _check_png(tmp_path / "vis" / "01" / "00012.png")
     assert not (tmp_path / "unused").exists()
@@ -107,7 +107,7 @@ def test_explicit_output_dir_predict_hook_and_video_files(tmp_path: Path) -> Non
 
 def test_save_every_skips_frames(tmp_path: Path) -> None:
     batch = _video_batch(frames=(4, 5, 6, 7), videos=("/d/Test001",) * 4)
-    visualizer = VideoVisualizer(field_size=FIELD_SIZE, save_every=2)
+    visualizer = VideoVisualizer(field_size=FIELD_SIZE, save_every=2, frame_images="all")
     visualizer.on_test_batch_end(_trainer(tmp_path), None, batch, batch, batch_idx=0)
     written = sorted(p.name for p in (tmp_path / "images" / "Test001").glob("*.png"))
     assert written == ["00004.png", "00006.png"]
@@ -124,7 +124,9 @@ def test_fallback_to_preprocessed_grayscale_clip(tmp_path: Path) -> None:
     assert item.image.shape == (3, H, W)
     assert float(item.image.min()) >= 0.0
     assert float(item.image.max()) <= 1.0
-    VideoVisualizer(field_size=FIELD_SIZE).on_test_batch_end(_trainer(tmp_path), None, batch, batch, 0)
+    VideoVisualizer(field_size=FIELD_SIZE, frame_images="all").on_test_batch_end(
+        _trainer(tmp_path), None, batch, batch, 0
+    )
     _check_png(tmp_path / "images" / "Test002" / "00009.png")
 
 

@@ -71,6 +71,7 @@ class Apn(VideoModelMixin, AnomalibModule):
         "num_prototypes",
         "context_fusion",
     )
+    size_multiple = 4  # two 2x2 max-poolings
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (32 of 61 in the lite
     # network). Depths 0-2 leave the frame PSNR of training clips poorly ranked against FP32's (Spearman
     # 0.89, 0.76, 0.64); 4 is the smallest depth at which every cue agrees (>= 0.99): python

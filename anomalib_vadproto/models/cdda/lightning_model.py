@@ -121,6 +121,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
     """
 
     architecture_hparams = ("num_input_frames", "image_size", "grayscale", "width", "num_clusters", "clustering")
+    size_multiple = SIZE_MULTIPLE  # 16: three stride-2 stages, and the first attention pools by 8
     first_stage_argument = "ae_epochs"
     stage_names = ("autoencoder pre-training", "alternating optimisation")
     paper_stage_epochs = (50, 100)
@@ -247,10 +248,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         cluster_reduction: str,
         centre_step: str,
     ) -> None:
-        size = as_size(image_size)
-        if size[0] % SIZE_MULTIPLE or size[1] % SIZE_MULTIPLE:
-            msg = f"image_size must be multiples of {SIZE_MULTIPLE} for CDDA (e.g. 128 or 256), got {size}"
-            raise ValueError(msg)
+        as_size(image_size, SIZE_MULTIPLE, "Cdda")  # the shared check, before the other arguments' (as before)
         check_at_least("ae_epochs (pre-training gathers the features for k-means)", ae_epochs)
         check_at_least("num_clusters", num_clusters)
         check_at_least("kmeans_samples (at least num_clusters)", kmeans_samples, num_clusters)

@@ -100,6 +100,7 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
     """
 
     architecture_hparams = ("num_input_frames", "image_size", "grayscale", "width", "num_clusters")
+    size_multiple = 8  # three 2x2 max-poolings in the U-Net encoder
     first_stage_argument = "ac_epochs"
     stage_names = ("Adaptive-Clusterer", "DLAN")
     paper_stage_epochs = (10, 80)

@@ -69,6 +69,7 @@ class LgnNet(VideoModelMixin, AnomalibModule):
         "num_layers",
         "memory_size",
     )
+    size_multiple = 8  # the memory branch's U-Net encoder pools three times (the local branch alone: 4)
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (10 of 68 in the lite
     # network). The frame PSNR agrees with FP32 at every depth (Spearman 0.9995 on training clips); the
     # memory-branch feature distance does not reach 0.99 up to depth 4 (0.87 at depths 0-2, 0.95 at 4),

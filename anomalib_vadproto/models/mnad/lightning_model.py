@@ -57,6 +57,7 @@ class Mnad(VideoModelMixin, AnomalibModule):
     """
 
     architecture_hparams = ("task", "num_input_frames", "image_size", "grayscale", "width", "memory_size")
+    size_multiple = 8  # three 2x2 max-poolings in the U-Net encoder
     # INT8_PTQ: the first 2 quantisable layers back from every output stay FP32 (5 of the lite network's).
     # Depths 0 and 1 rank training clips' frame PSNR below the 0.99 Spearman agreement with FP32 (0.983,
     # 0.988; test AUC change -4.3 and -3.2); 2 agrees (0.994) and costs 0.3 points: python

@@ -31,11 +31,13 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["VideoIndex", "VideoReadError", "VideoReader", "index_video", "read_video", "write_video"]
 
@@ -241,6 +243,8 @@ class VideoReader:
                 self._position = number
                 if number in wanted:
                     array = frame.to_ndarray(format="rgb24")
+                    import torch  # imported on first decode: the deployment path reads errors from here
+
                     self._recent[number] = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
                     self._recent.move_to_end(number)
                     while len(self._recent) > self.window:
@@ -298,6 +302,8 @@ class VideoReader:
                     raise _error(self.path, msg)
                 start = max(0, start - max(2 * (first - start), self.window))  # seek further back
                 self._restart(start)
+        import torch
+
         return torch.stack([self._recent[f] for f in frames])
 
 

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from anomalib_vadproto.metrics.protocol import fuse_cues, smooth_per_video
+from anomalib_vadproto.metrics.functional import fuse_cues, smooth_per_video
 
 from .metadata import ModelMetadata
 

@@ -1,7 +1,8 @@
 """Visualisation for video anomaly detection: a video-aware visualizer and result plots.
 
 - :class:`VideoVisualizer`: drop-in replacement for anomalib's ``ImageVisualizer`` that also
-  handles video (clip) batches; writes ``<output_dir>/<video>/<frame:05d>.png``.
+  handles video (clip) batches; writes one score curve per test video and, when asked
+  (``frame_images``), ``<output_dir>/<video>/<frame:05d>.png``.
 - :func:`video_item_to_image_item`: the target-frame ``ImageItem`` of a clip.
 - :func:`plot_score_curve`, :func:`plot_protocol_result`, :func:`plot_error_map`,
   :func:`anomalous_intervals`: matplotlib plots of per-video scores and prediction errors.

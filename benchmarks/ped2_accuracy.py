@@ -5,7 +5,12 @@ after the last epoch is tested once. Reports the protocol AUC (per-video min-max
 frames; macro = mean per-video AUC), anomalib's pooled image AUROC, and train/test wall time.
 
     python benchmarks/ped2_accuracy.py --model mnad --profile lite
-    python benchmarks/ped2_accuracy.py --model mnad --profile paper   # GPU
+    python benchmarks/ped2_accuracy.py --model mnad --profile paper   # GPU (see gpu_paper_run.py)
+
+``--fast`` turns on the options that change the speed of training, not its mathematics (the models'
+``FAST_OPTIONS``, the datamodule's ``device_clips``); the results file records them. ``--budget-minutes``
+stops a run whose measured epochs would not fit (the run is then not tested; a ``stopped_*`` file
+records the measured rate).
 """
 
 from __future__ import annotations
@@ -14,14 +19,21 @@ import argparse
 import logging
 import re
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import yaml
+from lightning.pytorch import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, commit, config_path, ensure_ped2, epoch_logger, write_result  # noqa: E402
+
+#: Datamodule options of ``--fast``: speed only (the same batches).
+FAST_DATA_OPTIONS = {"device_clips": True}
+#: Model options of ``--fast``: speed only (compiled steps, fused optimiser; the same mathematics).
+FAST_MODEL_OPTIONS = {"compile": True}
 
 logger = logging.getLogger("ped2_accuracy")
 EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
@@ -95,11 +107,16 @@ def main(argv: list[str] | None = None) -> Path:
         " repeatable. Such a run is a trial: it is recorded with its overrides and kept out of the generated tables",
     )
     parser.add_argument("--tag", default="", help="suffix for the results file name")
+    parser.add_argument("--fast", action="store_true", help="speed-only options (compiled steps, clips on the device)")
+    parser.add_argument("--budget-minutes", type=float, default=None, help="stop (untested) a run that would not fit")
+    parser.add_argument("--out", type=Path, default=None, help="also copy the results file here (a GPU run's $OUT)")
+    parser.add_argument("--commit", dest="commit_override", default=None, help="the commit (where git is absent)")
+    parser.add_argument("--data-copy", default="ucsd_ped2_compact", help="which copy of Ped2 (recorded)")
     args = parser.parse_args(argv)
     model_overrides = parse_model_args(args.model_args)
     if model_overrides and not args.tag:
         parser.error("--set makes a trial run: give it a --tag so that its results file does not pose as the profile's")
-    started_on = commit()  # the code that runs is the code at start; edits during a long run do not count
+    started_on = args.commit_override or commit()  # the code at start; edits during a long run do not count
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     import torch
@@ -118,8 +135,14 @@ def main(argv: list[str] | None = None) -> Path:
     overrides = {f"model.init_args.{name}": value for name, value in model_overrides.items()}
     if args.seed is not None:
         overrides["model.init_args.seed"] = args.seed
+    fast_model = fast_data = {}
+    if args.fast:
+        fast_model = supported_options(AnomalibModule.from_config(cfg_path, **overrides), FAST_MODEL_OPTIONS)
+        fast_data = supported_options(LocalUCSDped, FAST_DATA_OPTIONS)
+        overrides.update({f"model.init_args.{name}": value for name, value in fast_model.items()})
     model = AnomalibModule.from_config(cfg_path, **overrides)
     datamodule = LocalUCSDped(
+        **fast_data,
         cache_frames=not args.no_frame_cache,
         root=root,
         category="UCSDped2",
@@ -132,19 +155,35 @@ def main(argv: list[str] | None = None) -> Path:
     )
     work = args.work_dir / f"{args.model}_{args.profile}"
     timer = epoch_logger()
+    guard = BudgetGuard(args.budget_minutes) if args.budget_minutes else None
     engine = Engine(
         max_epochs=epochs,
         precision=precision,
         check_val_every_n_epoch=epochs,
         default_root_dir=work,
         logger=False,
-        callbacks=[timer],
+        callbacks=[timer] + ([guard] if guard else []),
     )
     model.visualizer = None  # thousands of PNGs are not the point of an accuracy run
 
     t0 = time.perf_counter()
     engine.fit(model=model, datamodule=datamodule)
     train_seconds = time.perf_counter() - t0
+    run_facts = {
+        "config": str(cfg_path.relative_to(REPO)),
+        "data_copy": args.data_copy,
+        "fast_options": {**fast_model, **fast_data},
+        "train_batch_size": batch,
+        "precision": precision,
+    }
+    if guard is not None and guard.stopped is not None:  # not the profile's model: never tested
+        record = {"kind": "stopped", "commit": started_on, "model": args.model, "profile": args.profile,
+                  "command": command_line(argv), "epochs": epochs, **run_facts, **guard.stopped,
+                  "epoch_seconds": timer.epoch_seconds}  # fmt: skip
+        path = write_result(record, f"stopped_{args.model}_{args.profile}_ped2")
+        copy_out(path, args.out)
+        logger.error("stopped by the budget after epoch %d: %s", guard.stopped["epochs_done"], path)
+        return path
     t0 = time.perf_counter()
     metrics = engine.test(model=model, datamodule=datamodule)[0]
     test_seconds = time.perf_counter() - t0
@@ -160,14 +199,9 @@ def main(argv: list[str] | None = None) -> Path:
         "model": args.model,
         "profile": args.profile,
         "dataset": "ucsd_ped2",
-        "command": "python benchmarks/"
-        + Path(__file__).name
-        + " "
-        + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "config": str(cfg_path.relative_to(REPO)),
+        "command": command_line(argv),
         "epochs": epochs,
-        "train_batch_size": batch,
-        "precision": precision,
+        **run_facts,
         "frame_cache": not args.no_frame_cache,
         "num_workers": args.num_workers,
         "seed": model.hparams.get("seed"),  # the seed the model was built with (--seed, --set seed=N or the config's)
@@ -201,6 +235,7 @@ def main(argv: list[str] | None = None) -> Path:
         record["paper"] = PAPER_FACTS[args.model]
     tag = f"_{args.tag}" if args.tag else ""
     path = write_result(record, f"accuracy_{args.model}_{args.profile}_ped2{tag}")
+    copy_out(path, args.out)
     logger.info(
         "protocol micro %.2f macro %.2f pooled %.2f -> %s",
         record["protocol_auc_micro"],
@@ -209,6 +244,67 @@ def main(argv: list[str] | None = None) -> Path:
         path,
     )
     return path
+
+
+def command_line(argv: list[str] | None) -> str:
+    return "python benchmarks/" + Path(__file__).name + " " + shlex.join(argv if argv is not None else sys.argv[1:])
+
+
+def supported_options(target: object, options: dict[str, object]) -> dict[str, object]:
+    """The ``options`` that ``target`` (a class, or an instance's class) takes in its constructor."""
+    import inspect
+
+    cls = target if isinstance(target, type) else type(target)
+    parameters = inspect.signature(cls.__init__).parameters
+    return {name: value for name, value in options.items() if name in parameters}
+
+
+def copy_out(path: Path, out: Path | None) -> None:
+    """Copy a results file into ``out`` (the folder a GPU run's files come back from)."""
+    if out is not None and out.resolve() != path.parent.resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, out / path.name)
+
+
+def train_batch_size(trainer) -> int:  # noqa: ANN001
+    """The training batch size of the trainer's datamodule."""
+    return int(trainer.datamodule.train_batch_size)
+
+
+class BudgetGuard(Callback):
+    """Stop training when the measured epochs say the run (and its test) would not finish inside the budget.
+
+    After each epoch: the time so far plus the remaining epochs at the last epoch's duration plus a test
+    pass (estimated as one training epoch) must fit ``minutes`` counted from the start of ``fit``.
+    """
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = 60 * minutes
+        self.stopped: dict | None = None
+        self._fit_start = self._epoch_start = 0.0
+
+    def on_fit_start(self, trainer, pl_module) -> None:  # noqa: ANN001, D102
+        self._fit_start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001, D102
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001, D102
+        now = time.perf_counter()
+        epoch = now - self._epoch_start
+        done = trainer.current_epoch + 1
+        projected = (now - self._fit_start) + (trainer.max_epochs - done + 1) * epoch
+        if done < trainer.max_epochs and projected > self.seconds:
+            trainer.should_stop = True
+            self.stopped = {
+                "epochs_done": done,
+                "last_epoch_seconds": round(epoch, 1),
+                "projected_minutes": round(projected / 60, 1),
+                "budget_minutes": round(self.seconds / 60, 1),
+                "clips_per_second": round(
+                    trainer.num_training_batches * trainer.datamodule.train_batch_size / epoch, 1
+                ),
+            }
 
 
 if __name__ == "__main__":

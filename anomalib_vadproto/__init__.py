@@ -49,12 +49,15 @@ _SOURCES = {
 #: Modules :func:`register` imports: the classes anomalib's CLI should know by their short names.
 _REGISTERED = (".models", ".data.datamodules", ".data.video_datamodules", ".visualization.video_visualizer")
 
-#: Deprecation warnings that importing ``anomalib.models`` emits on every start (anomalib 2.7's image models
-#: import deprecated timm and anomalib modules); they concern code this plugin neither uses nor can change.
+#: Deprecation warnings that every start (anomalib 2.7's image models import deprecated timm and anomalib
+#: modules) or every training run (Lightning's pytree helper) emits; they concern code this plugin neither
+#: uses nor can change.
 #: ``(category, message regex)``, matched against the start of the message only.
 THIRD_PARTY_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
     (FutureWarning, r"Importing from timm\.models\.layers is deprecated"),
     (FutureWarning, r"The anomalib\.models\.components\.dinov2 package is deprecated"),
+    # Lightning 2.6 builds torch's deprecated LeafSpec on every training step under torch 2.14.
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
 )
 
 

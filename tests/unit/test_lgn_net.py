@@ -143,3 +143,44 @@ def test_bad_arguments_fail_clearly():
         LgnNetModel(variant="lgn_net")
     with pytest.raises(ValueError, match="score_weight"):
         LgnNet(score_weight=1.5)
+
+
+def test_frame_encoder_normalises_each_time_step_as_the_official_code():
+    """``per_frame``: one encoder call per input frame in training (batch statistics of that frame's batch)."""
+    per_frame, pooled = tiny(frame_norm="per_frame"), tiny(frame_norm="pooled")
+    pooled.load_state_dict(per_frame.state_dict())
+    inputs = clip(b=3)[:, :4]
+    per_frame.train(), pooled.train()
+    expected = torch.stack([tiny_copy_encode(per_frame, inputs[:, step]) for step in range(4)], dim=1)
+    bn = per_frame.frame_encoder[1]
+    start = bn.running_mean.clone()
+    got = per_frame.encode_frames(inputs)
+    torch.testing.assert_close(got, expected)
+    assert int(bn.num_batches_tracked) == 4  # one running-statistics update per frame
+    # the running mean follows four momentum steps of the per-frame batch means
+    first = per_frame.frame_encoder[0]
+    running = start
+    for step in range(4):
+        mean = first(inputs[:, step]).mean(dim=(0, 2, 3))
+        running = (1 - bn.momentum) * running + bn.momentum * mean
+    torch.testing.assert_close(bn.running_mean, running.detach())
+    pooled_out = pooled.encode_frames(inputs)
+    assert int(pooled.frame_encoder[1].num_batches_tracked) == 1
+    assert not torch.allclose(pooled_out, got)  # statistics over 4B frames differ from each frame's B
+    # evaluation uses the running statistics: both forms compute the same thing
+    per_frame.eval(), pooled.eval()
+    pooled.load_state_dict(per_frame.state_dict())
+    torch.testing.assert_close(per_frame.encode_frames(inputs), pooled.encode_frames(inputs))
+
+
+def tiny_copy_encode(model: LgnNetModel, frames: torch.Tensor) -> torch.Tensor:
+    """The frame encoder of a copy of ``model`` (its statistics untouched) on one time step, in training mode."""
+    import copy
+
+    encoder = copy.deepcopy(model.frame_encoder).train()
+    return encoder(frames)
+
+
+def test_frame_norm_is_checked():
+    with pytest.raises(ValueError, match="frame_norm"):
+        tiny(frame_norm="per_clip")

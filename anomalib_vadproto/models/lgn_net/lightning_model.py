@@ -41,6 +41,9 @@ class LgnNet(VideoModelMixin, AnomalibModule):
         width: Base channel width (paper: 64).
         local_width: Base width of the local (ST-LSTM) branch if it should differ from ``width``
             (``None``, the paper: same). The lite profile narrows it.
+        frame_norm: ``"per_frame"`` (official code, default): the frame encoder runs once per input
+            frame in training, its batch norm normalising each time step's ``B`` frames; ``"pooled"``:
+            one call over all ``B·T`` frames (this package's form before; fewer launches).
         num_layers: Stacked recurrent cells (paper: 4).
         memory_size: Memory items (10 Ped2/Avenue, 200 ShanghaiTech).
         lambda_compact: Compactness weight ``λ_c`` (10 / 10 / 1).
@@ -87,6 +90,7 @@ class LgnNet(VideoModelMixin, AnomalibModule):
         width: int = 64,
         local_width: int | None = None,
         num_layers: int = 4,
+        frame_norm: str = "per_frame",
         memory_size: int = 10,
         lambda_compact: float = 10.0,
         lambda_separate: float = 5.0,
@@ -118,6 +122,7 @@ class LgnNet(VideoModelMixin, AnomalibModule):
             width=width,
             local_width=local_width,
             num_layers=num_layers,
+            frame_norm=frame_norm,
             memory_size=memory_size,
             update_rescale=update_rescale,
             test_time_update=test_time_update,

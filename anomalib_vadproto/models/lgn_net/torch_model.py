@@ -23,7 +23,7 @@ from anomalib.data import InferenceBatch
 from torch import Tensor, nn
 
 from anomalib_vadproto.components.blocks import DoubleConv, OutputHead, UNetEncoder, UpConv, conv_bn_relu, unet_widths
-from anomalib_vadproto.components.clip import split_clip, stack_frames, validate_clip
+from anomalib_vadproto.components.clip import check_choice, split_clip, stack_frames, validate_clip
 from anomalib_vadproto.components.memory import (
     Memory,
     MemoryModelMixin,
@@ -34,6 +34,8 @@ from anomalib_vadproto.components.scores import error_map, psnr
 
 from .st_lstm import SpatioTemporalStack
 
+#: How the frame encoder's batch norm sees the input frames in training (see :class:`LgnNetModel`).
+FRAME_NORMS = ("per_frame", "pooled")
 #: variant -> (local branch cell or None, global branch?)
 VARIANTS = {"lgn": ("st_lstm", True), "lgn_st": ("conv_lstm", True), "loc": ("conv_lstm", False), "glo": (None, True)}
 
@@ -82,6 +84,11 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         update_rescale: ``"code"`` or ``"paper"`` rescaling of the memory update (as MNAD).
         test_time_update: Apply the gated memory update during evaluation (paper: yes).
         gamma: Test-time update threshold on the weighted regular score (paper: 0.009 Ped2).
+        frame_norm: How the frame encoder ``E_loc`` runs in training. ``"per_frame"`` (official STP-Net
+            code): once per input frame, so each batch-norm layer normalises with the statistics of the
+            ``B`` frames of one time step and updates its running statistics once per frame (4 times a
+            step). ``"pooled"``: one call over all ``B·T`` frames (one set of statistics, one update;
+            fewer kernel launches). Evaluation uses the running statistics, the same for both.
 
     """
 
@@ -97,8 +104,11 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         update_rescale: str = "code",
         test_time_update: bool = True,
         gamma: float = 0.009,
+        frame_norm: str = "per_frame",
     ) -> None:
         super().__init__()
+        check_choice("frame_norm", frame_norm, FRAME_NORMS)
+        self.frame_norm = frame_norm
         if variant not in VARIANTS:
             msg = f"variant must be one of {tuple(VARIANTS)}, got {variant!r}"
             raise ValueError(msg)
@@ -148,12 +158,16 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
             glo_in = read.read_map if self.has_local else torch.cat((read.query_map, read.read_map), dim=1)
             branches.append(self.global_decoder(glo_in))
         if self.has_local:
-            b, t = inputs.shape[:2]
-            x = self.frame_encoder(inputs.flatten(0, 1))  # shared over time
-            local = self.recurrent(x.unflatten(0, (b, t)))
+            local = self.recurrent(self.encode_frames(inputs))
             branches.append(self.local_decoder(local))
         prediction = self.head(torch.cat(branches, dim=1))
         return prediction, target, read
+
+    def encode_frames(self, inputs: Tensor) -> Tensor:
+        """``E_loc`` of every input frame ``(B, T, C, H, W)`` -> ``(B, T, C', H/4, W/4)``, shared over time."""
+        if self.training and self.frame_norm == "per_frame":  # batch statistics per time step, as the code
+            return torch.stack([self.frame_encoder(inputs[:, step]) for step in range(inputs.shape[1])], dim=1)
+        return self.frame_encoder(inputs.flatten(0, 1)).unflatten(0, inputs.shape[:2])
 
     def forward(self, clip: Tensor) -> MemoryTrainOutput | InferenceBatch:
         """Training: outputs for the losses. Evaluation: an ``InferenceBatch`` (see :meth:`score`).

@@ -172,3 +172,12 @@ def test_bad_arguments_fail_clearly():
         ApnModel(width=0)
     with pytest.raises(ValueError, match="score_weight"):
         Apn(score_weight=2.0)
+
+
+def test_smoothing_holds_the_borders_like_the_official_filter_and_is_settable():
+    module = Apn(width=4, image_size=16, grayscale=True)
+    assert module.protocol.smoothing_mode == module.protocol_other.smoothing_mode == "hold"
+    other = Apn(width=4, image_size=16, grayscale=True, smoothing_mode="nearest")
+    assert other.protocol_other.smoothing_mode == "nearest"
+    with pytest.raises(ValueError, match="smoothing_mode"):
+        Apn(width=4, image_size=16, grayscale=True, smoothing_mode="wrap")

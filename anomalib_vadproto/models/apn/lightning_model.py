@@ -51,6 +51,9 @@ class Apn(VideoModelMixin, AnomalibModule):
         smoothing: Smooth each video's fused score with the code's 15-tap Gaussian (σ = 2). Off by
             default, since the other methods are not smoothed; the other setting is always logged too
             (``protocol_smoothed_AUC_*``), so both numbers come out of one test.
+        smoothing_mode: Border handling of the smoothing: ``"hold"`` (the official code's filter: a valid
+            convolution whose first and last values are held over the 7 border frames of each video,
+            default), ``"nearest"`` (edge padding) or ``"reflect"``.
         lr: AdamW learning rate (code 1e-3, constant; paper 1e-4).
         weight_decay: AdamW weight decay (PyTorch's default 0.01, which the code uses).
         lr_schedule: ``"constant"`` (the code, 210 epochs) or ``"cosine"``: cosine annealing to 0 over
@@ -92,6 +95,7 @@ class Apn(VideoModelMixin, AnomalibModule):
         lambda_diversity: float = 1e-4,
         score_weight: float = 0.5,
         smoothing: bool = False,
+        smoothing_mode: str = "hold",
         lr: float = 1e-3,
         weight_decay: float = 0.01,
         lr_schedule: str = "constant",
@@ -127,6 +131,7 @@ class Apn(VideoModelMixin, AnomalibModule):
             normal_cues=("psnr", "psnr_feature"),
             smoothing=smoothing,
             report_other_smoothing=True,
+            smoothing_mode=smoothing_mode,
         )
 
     def configure_optimizers(self):  # noqa: ANN201

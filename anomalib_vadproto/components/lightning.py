@@ -154,6 +154,7 @@ class VideoModelMixin(VideoExportMixin):
         normal_cues: Sequence[str] = ("psnr",),
         smoothing: bool = False,
         report_other_smoothing: bool = False,
+        smoothing_mode: str = "nearest",
     ) -> None:
         """Create the papers'-protocol metric for this model's cues and fusion weights.
 
@@ -163,10 +164,14 @@ class VideoModelMixin(VideoExportMixin):
             smoothing: Smooth each video's fused score in time (APN's 15-tap Gaussian).
             report_other_smoothing: Also log the protocol with the other ``smoothing`` setting, as
                 ``protocol_smoothed_AUC_*`` (or ``protocol_unsmoothed_AUC_*``), so both are reported.
+            smoothing_mode: Border handling of the smoothing (``metrics.SMOOTHING_MODES``; APN's code: ``"hold"``).
 
         """
         self.protocol = VideoProtocolAUC(
-            cue_weights=dict(cue_weights), normal_cues=tuple(normal_cues), smoothing=smoothing
+            cue_weights=dict(cue_weights),
+            normal_cues=tuple(normal_cues),
+            smoothing=smoothing,
+            smoothing_mode=smoothing_mode,
         )
         self.protocol_other = None
         if report_other_smoothing:
@@ -174,6 +179,7 @@ class VideoModelMixin(VideoExportMixin):
                 cue_weights=dict(cue_weights),
                 normal_cues=tuple(normal_cues),
                 smoothing=not smoothing,
+                smoothing_mode=smoothing_mode,
                 prefix="protocol_unsmoothed_" if smoothing else "protocol_smoothed_",
             )
 

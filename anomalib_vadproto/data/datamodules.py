@@ -21,6 +21,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
 from torchvision.tv_tensors import Mask
 
 from anomalib_vadproto.components.clip import as_enum
+from anomalib_vadproto.data.device_clips import DeviceClipsMixin
 from anomalib_vadproto.errors import DatasetLayoutError
 
 
@@ -197,17 +198,20 @@ def fill_caches_for_workers(datamodule: Any) -> None:  # noqa: ANN401
 
     Called at the end of a local datamodule's ``_setup``: the workers that each dataloader forks then
     start with the whole cache (:meth:`ClipReaderMixin.fill_cache`). Under the ``spawn`` start method
-    (macOS, Windows) each worker receives a pickled copy of it instead.
+    (macOS, Windows) each worker receives a pickled copy of it instead. With ``device_clips`` the
+    training split is left out: its loader has no workers, and its frames are decoded into the device
+    tensor (:class:`~anomalib_vadproto.data.device_clips.DeviceClips`) instead.
     """
     if not getattr(datamodule, "cache_frames", False) or datamodule.num_workers <= 0:
         return
-    for dataset in (datamodule.train_data, datamodule.test_data):
+    datasets = (datamodule.test_data,) if getattr(datamodule, "device_clips", False) else ()
+    for dataset in datasets or (datamodule.train_data, datamodule.test_data):
         indexer = getattr(dataset, "indexer", None)
         if isinstance(indexer, ClipReaderMixin):
             indexer.fill_cache()
 
 
-class LocalUCSDped(UCSDped):
+class LocalUCSDped(DeviceClipsMixin, UCSDped):
     """anomalib's :class:`~anomalib.data.UCSDped` for data already on disk: never downloads.
 
     Takes ``UCSDped``'s arguments. ``prepare_data`` checks the layout and raises a
@@ -218,6 +222,15 @@ class LocalUCSDped(UCSDped):
             (:class:`CachedUCSDpedClipsIndexer`); same batches, far less decoding. With
             ``num_workers > 0`` every video is decoded at setup, in the main process, and the worker
             processes share those frames (:func:`fill_caches_for_workers`).
+        device_clips: Keep the decoded frames of the training split as one ``uint8`` tensor on the
+            training device and assemble each training batch there by index
+            (:mod:`~anomalib_vadproto.data.device_clips`): no per-clip Python work and no copy of
+            pixels from the host per step; same batches as the frame cache under the same seed. The
+            train loader then yields clip indices, runs without worker processes, and Lightning's
+            ``transfer_batch_to_device`` hook (this datamodule's) turns them into the ``VideoBatch``.
+            Validation and test batches are unchanged. Needs every training video in one frame size
+            and the training split in device memory (Ped2: 0.7 GB); random augmentations draw once
+            per batch.
         target_frame: Frame of the clip whose label and mask are used: a ``VideoTargetFrame``, its value
             (``"last"``, as the shipped configs write it) or its name (``"LAST"``).
         val_split_mode: How the validation set is made: a ``ValSplitMode``, its value
@@ -231,6 +244,7 @@ class LocalUCSDped(UCSDped):
         cache_frames: bool = False,
         target_frame: VideoTargetFrame | str = VideoTargetFrame.LAST,
         val_split_mode: ValSplitMode | str = ValSplitMode.SAME_AS_TEST,
+        device_clips: bool = False,
         **kwargs: Any,  # noqa: ANN401
     ) -> None:
         super().__init__(
@@ -239,6 +253,7 @@ class LocalUCSDped(UCSDped):
             **kwargs,
         )
         self.cache_frames = cache_frames
+        self.device_clips = device_clips
 
     def prepare_data(self) -> None:
         """Check the local layout (no download)."""
@@ -246,8 +261,10 @@ class LocalUCSDped(UCSDped):
 
     def _setup(self, _stage: str | None = None) -> None:
         super()._setup(_stage)
-        if self.cache_frames:
-            for dataset in (self.train_data, self.test_data):
-                dataset.indexer_cls = CachedUCSDpedClipsIndexer
-                dataset._setup_clips()  # noqa: SLF001
-            fill_caches_for_workers(self)
+        # device_clips reads whole training videos through the caching indexer (its cache is emptied
+        # as the device tensor is filled).
+        datasets = (self.train_data, self.test_data) if self.cache_frames else ()
+        for dataset in datasets or ((self.train_data,) if self.device_clips else ()):
+            dataset.indexer_cls = CachedUCSDpedClipsIndexer
+            dataset._setup_clips()  # noqa: SLF001
+        fill_caches_for_workers(self)

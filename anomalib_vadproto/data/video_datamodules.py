@@ -24,6 +24,8 @@ Frames are numbered as torchcodec numbers them, so clips (``clip_length_in_frame
 ``cache_frames=True`` decodes each video once and keeps it in memory (as
 :class:`~anomalib_vadproto.LocalUCSDped` does); without it, clips read in order (test, validation)
 still decode every frame once, and shuffled training clips seek to the nearest key frame.
+``device_clips=True`` keeps the training frames as one ``uint8`` tensor on the training device and
+cuts the training batches there (:mod:`~anomalib_vadproto.data.device_clips`).
 
 Example:
     >>> from anomalib_vadproto import LocalAvenue, LocalShanghaiTech  # doctest: +SKIP
@@ -54,6 +56,7 @@ from torchvision.transforms.v2 import Transform
 
 from anomalib_vadproto.components.clip import as_enum
 from anomalib_vadproto.data.datamodules import ClipReaderMixin, fill_caches_for_workers, read_image_files
+from anomalib_vadproto.data.device_clips import DeviceClipsMixin
 from anomalib_vadproto.data.video_io import VideoIndex, VideoReader, index_video, read_video
 from anomalib_vadproto.errors import DatasetLayoutError
 
@@ -326,7 +329,7 @@ class LocalAvenueDataset(AnomalibVideoDataset):
         self.samples = make_local_avenue_samples(self.root, self.gt_dir, self.split)
 
 
-class LocalAvenue(Avenue):
+class LocalAvenue(DeviceClipsMixin, Avenue):
     """anomalib's :class:`~anomalib.data.Avenue` decoded with PyAV, for data already on disk.
 
     Same arguments, layout and batches as ``Avenue``; needs no torchcodec, never downloads
@@ -337,13 +340,20 @@ class LocalAvenue(Avenue):
         cache_frames: Decode each video once and keep it in memory (full-resolution Avenue: about
             10 GB per split, so for small data or reduced copies). With ``num_workers > 0`` every
             video is decoded at setup and the workers share the frames (``fill_caches_for_workers``).
+        device_clips: Keep the training videos' frames as one ``uint8`` tensor on the training device
+            and assemble each training batch there by index (:mod:`~anomalib_vadproto.data.device_clips`):
+            same batches as the frame cache under the same seed, no per-clip Python work, no copy of
+            pixels per step; the train loader yields clip indices and runs without workers.
+            Validation and test are unchanged. Full-resolution Avenue training frames take about 10 GB
+            of device memory.
         **kwargs: ``Avenue``'s arguments (``root``, ``gt_dir``, ``clip_length_in_frames``, ...).
 
     """
 
-    def __init__(self, cache_frames: bool = False, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(self, cache_frames: bool = False, device_clips: bool = False, **kwargs: Any) -> None:  # noqa: ANN401
         super().__init__(**kwargs)
         self.cache_frames = cache_frames
+        self.device_clips = device_clips
 
     def prepare_data(self) -> None:
         """Check the local layout (no download)."""
@@ -547,7 +557,7 @@ class LocalShanghaiTechDataset(AnomalibVideoDataset):
         self.samples = make_local_shanghaitech_samples(self.root, self.scenes, self.split, train_folder)
 
 
-class LocalShanghaiTech(ShanghaiTech):
+class LocalShanghaiTech(DeviceClipsMixin, ShanghaiTech):
     """anomalib's :class:`~anomalib.data.ShanghaiTech` decoded with PyAV, for one, several or all scenes.
 
     Same layout and batches as ``ShanghaiTech``; needs no torchcodec, never re-encodes the training
@@ -561,6 +571,11 @@ class LocalShanghaiTech(ShanghaiTech):
         cache_frames: Decode each video once and keep it in memory (for small data; full
             ShanghaiTech does not fit). With ``num_workers > 0`` every video is decoded at setup and
             the workers share the frames (``fill_caches_for_workers``).
+        device_clips: Keep the training videos' frames as one ``uint8`` tensor on the training device
+            and assemble each training batch there by index (:mod:`~anomalib_vadproto.data.device_clips`):
+            same batches as the frame cache under the same seed; the train loader yields clip indices
+            and runs without workers. For one or a few scenes: the full training set does not fit in
+            device memory.
         train_folder: Sub-folder of ``root/training`` holding the training videos (default:
             ``videos``, or anomalib's ``converted_videos`` when ``videos`` has none).
         target_frame: Frame of the clip whose label and mask are used, a ``VideoTargetFrame`` or its
@@ -578,6 +593,7 @@ class LocalShanghaiTech(ShanghaiTech):
         train_folder: str | None = None,
         target_frame: VideoTargetFrame | str = VideoTargetFrame.LAST,
         val_split_mode: ValSplitMode | str = ValSplitMode.SAME_AS_TEST,
+        device_clips: bool = False,
         **kwargs: Any,  # noqa: ANN401
     ) -> None:
         super().__init__(
@@ -588,6 +604,7 @@ class LocalShanghaiTech(ShanghaiTech):
         self.scenes = parse_scenes(scene)
         self.scene = scene
         self.cache_frames = cache_frames
+        self.device_clips = device_clips
         self.train_folder = train_folder
         self.category = "all" if self.scenes is None else "_".join(f"{s:02d}" for s in self.scenes)
 

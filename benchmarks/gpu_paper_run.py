@@ -100,9 +100,9 @@ def prepare(python_version: str = "3.12") -> int:
 
 
 # ---------------------------------------------------------------------- there: the run
-def missing_modules(modules: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
-    """The modules of ``modules`` that cannot be imported here."""
-    return [name for name in modules if importlib.util.find_spec(name) is None]
+def missing_modules(modules: tuple[str, ...] | None = None) -> list[str]:
+    """The modules of ``modules`` (default :data:`REQUIRED_MODULES`) that cannot be imported here."""
+    return [name for name in modules or REQUIRED_MODULES if importlib.util.find_spec(name) is None]
 
 
 def decode_grey(path: Path):  # noqa: ANN201
@@ -160,12 +160,10 @@ def eager_estimate_minutes(model: str, epochs: int) -> float | None:
     """Minutes of training steps at the newest measured eager fp32 step rate (paper batch), or ``None``."""
     files = sorted(RESULTS.glob("speed_gpu_paper_*.json"))
     for path in reversed(files):
-        for entry in json.loads(path.read_text()).get("models", []):
-            if entry.get("model") != model:
-                continue
-            rate = (entry.get("training") or {}).get("fp32_clips_per_second")
-            if rate:
-                return epochs * PED2_TRAIN_CLIPS / rate / 60
+        entry = json.loads(path.read_text()).get("models", {}).get(model, {})
+        rate = ((entry.get("training") or {}).get("32") or {}).get("clips_per_second")
+        if rate:
+            return epochs * PED2_TRAIN_CLIPS / rate / 60
     return None
 
 
@@ -185,13 +183,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.prepare:
         return prepare()
-    start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(message)s",
-        handlers=[logging.StreamHandler(), logging.FileHandler(args.out / "gpu_run.log")],
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    log_file = logging.FileHandler(args.out / "gpu_run.log")
+    log_file.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    root_logger = logging.getLogger()
+    root_logger.addHandler(log_file)
+    root_logger.setLevel(min(root_logger.level or logging.INFO, logging.INFO))
+    try:
+        return run(args)
+    finally:
+        root_logger.removeHandler(log_file)
+        log_file.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check, estimate, lay out, train, test (see the module docstring); the exit status."""
+    start = time.perf_counter()
     missing = missing_modules()
     if missing:
         logger.error("missing modules: %s (carry their wheels: python benchmarks/gpu_paper_run.py --prepare)", missing)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .data.datamodules import LocalUCSDped
@@ -82,32 +84,4 @@ def register() -> None:
         importlib.import_module(module, __name__)
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401
-    """Import a public model or datamodule on first access.
-
-    Args:
-        name: Attribute name.
-
-    Returns:
-        The requested class.
-
-    Raises:
-        AttributeError: If ``name`` is not one of the package's lazily imported names.
-
-    """
-    if name not in _SOURCES:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(_SOURCES[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """List the module's attributes including the lazily imported public names.
-
-    Returns:
-        Sorted attribute names.
-
-    """
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)

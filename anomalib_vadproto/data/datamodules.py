@@ -211,6 +211,14 @@ def fill_caches_for_workers(datamodule: Any) -> None:  # noqa: ANN401
             indexer.fill_cache()
 
 
+def enum_arguments(target_frame: VideoTargetFrame | str, val_split_mode: ValSplitMode | str) -> dict[str, Any]:
+    """Anomalib's enum-typed datamodule arguments from a member, its value or its name (``last``, ``LAST``)."""
+    return {
+        "target_frame": as_enum("target_frame", target_frame, VideoTargetFrame),
+        "val_split_mode": as_enum("val_split_mode", val_split_mode, ValSplitMode),
+    }
+
+
 class LocalUCSDped(DeviceClipsMixin, UCSDped):
     """anomalib's :class:`~anomalib.data.UCSDped` for data already on disk: never downloads.
 
@@ -247,11 +255,7 @@ class LocalUCSDped(DeviceClipsMixin, UCSDped):
         device_clips: bool = False,
         **kwargs: Any,  # noqa: ANN401
     ) -> None:
-        super().__init__(
-            target_frame=as_enum("target_frame", target_frame, VideoTargetFrame),
-            val_split_mode=as_enum("val_split_mode", val_split_mode, ValSplitMode),
-            **kwargs,
-        )
+        super().__init__(**enum_arguments(target_frame, val_split_mode), **kwargs)
         self.cache_frames = cache_frames
         self.device_clips = device_clips
 

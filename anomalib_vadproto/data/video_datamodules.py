@@ -54,8 +54,12 @@ from anomalib.data.utils import Split, ValSplitMode
 from anomalib.data.utils.video import ClipsIndexer
 from torchvision.transforms.v2 import Transform
 
-from anomalib_vadproto.components.clip import as_enum
-from anomalib_vadproto.data.datamodules import ClipReaderMixin, fill_caches_for_workers, read_image_files
+from anomalib_vadproto.data.datamodules import (
+    ClipReaderMixin,
+    enum_arguments,
+    fill_caches_for_workers,
+    read_image_files,
+)
 from anomalib_vadproto.data.device_clips import DeviceClipsMixin
 from anomalib_vadproto.data.video_io import VideoIndex, VideoReader, index_video, read_video
 from anomalib_vadproto.errors import DatasetLayoutError
@@ -596,11 +600,7 @@ class LocalShanghaiTech(DeviceClipsMixin, ShanghaiTech):
         device_clips: bool = False,
         **kwargs: Any,  # noqa: ANN401
     ) -> None:
-        super().__init__(
-            target_frame=as_enum("target_frame", target_frame, VideoTargetFrame),
-            val_split_mode=as_enum("val_split_mode", val_split_mode, ValSplitMode),
-            **kwargs,
-        )
+        super().__init__(**enum_arguments(target_frame, val_split_mode), **kwargs)
         self.scenes = parse_scenes(scene)
         self.scene = scene
         self.cache_frames = cache_frames

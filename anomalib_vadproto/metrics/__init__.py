@@ -7,31 +7,21 @@ import fuse_cues`` does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from anomalib_vadproto._lazy import lazy_exports
 
-_WHERE = {
-    "SMOOTHING_MODES": "functional",
-    "ProtocolResult": "functional",
-    "fuse_cues": "functional",
-    "gaussian_kernel": "functional",
-    "minmax_per_video": "functional",
-    "per_video_auc": "functional",
-    "protocol_auc": "functional",
-    "smooth_per_video": "functional",
-    "video_id": "functional",
-    "VideoProtocolAUC": "protocol",
+_SOURCES = {
+    "SMOOTHING_MODES": ".functional",
+    "ProtocolResult": ".functional",
+    "fuse_cues": ".functional",
+    "gaussian_kernel": ".functional",
+    "minmax_per_video": ".functional",
+    "per_video_auc": ".functional",
+    "protocol_auc": ".functional",
+    "smooth_per_video": ".functional",
+    "video_id": ".functional",
+    "VideoProtocolAUC": ".protocol",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = sorted(_SOURCES)
 
-
-def __getattr__(name: str) -> Any:  # noqa: ANN401
-    if name in _WHERE:
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)

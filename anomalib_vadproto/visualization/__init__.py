@@ -19,8 +19,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from anomalib_vadproto._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .curves import anomalous_intervals, plot_error_map, plot_protocol_result, plot_score_curve
@@ -45,32 +46,4 @@ _SOURCES = {
 }
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401
-    """Import a public name on first access.
-
-    Args:
-        name (str): Attribute name.
-
-    Returns:
-        Any: The requested class or function.
-
-    Raises:
-        AttributeError: If ``name`` is not exported by this package.
-
-    """
-    if name not in _SOURCES:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(_SOURCES[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """List the module's attributes including the lazily imported public names.
-
-    Returns:
-        list[str]: Sorted attribute names.
-
-    """
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)

@@ -22,7 +22,10 @@ since the speed of these networks does not depend on their values):
   data loading excluded) at the paper batch, in fp32 and ``bf16-mixed`` precision. The data is a
   synthetic UCSD-layout dataset at Ped2's frame size (the step's cost does not depend on the pixels).
   A first stage (DLAN-AC's clusterer epochs, CDDA's autoencoder pre-training) is shortened to one
-  untimed epoch; its length does not change the cost of a main-stage step.
+  untimed epoch; its length does not change the cost of a main-stage step. With ``--train-fast`` every
+  precision is timed a second time with the models' fast step (``compile: true``, ``channels_last: true``;
+  Adam is fused on a GPU either way), as ``<precision>+fast``; the first steps, which compile, are not
+  timed.
 
 Each finished model is written to the results file at once, so a run cut short keeps what it measured.
 A wall-clock budget (``--budget-minutes``) skips the remaining ``torch.compile`` variants (the slow part)
@@ -30,6 +33,7 @@ when it runs out.
 
     python benchmarks/gpu_speed.py                                     # all five, paper profile
     python benchmarks/gpu_speed.py --models cdda --quick               # smoke run
+    python benchmarks/gpu_speed.py --no-compile --batches 1 --train-fast   # the fast training step beside eager
     python benchmarks/gpu_speed.py --device cpu --profile lite --quick --no-compile   # CPU smoke run
 """
 
@@ -221,6 +225,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--train-steps", type=int, default=30, help="training steps per precision (0: skip)")
     parser.add_argument("--train-precisions", default="32,bf16-mixed", help="Lightning precisions to train in")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    parser.add_argument(
+        "--train-fast", action="store_true", help="also time training with compile: true and channels_last: true"
+    )
     parser.add_argument("--budget-minutes", type=float, default=7.0, help="compile nothing more after this")
     parser.add_argument("--commit", default=None, help="record this commit (for copies of the tree without git)")
     parser.add_argument("--quick", action="store_true", help="smoke run: short timings, 8 training steps")
@@ -281,15 +288,21 @@ def main(argv: list[str] | None = None) -> Path:
             if steps > 0:
                 batch = PAPER_BATCH.get(name, 4) if args.profile == "paper" else 4
                 entry["training"] = {}
-                for precision in args.train_precisions.split(","):
+                precisions = args.train_precisions.split(",")
+                variants = [(precision, precision, {}) for precision in precisions]
+                if args.train_fast:
+                    fast = {"compile": True, "channels_last": True}
+                    variants += [(f"{precision}+fast", precision, fast) for precision in precisions]
+                for key, precision, options in variants:
                     try:
                         # one first-stage epoch, untimed (see the module docstring)
-                        fresh = build_model(name, args.profile, "cpu", **one_first_stage_epoch(name, args.profile))
+                        first_stage = one_first_stage_epoch(name, args.profile)
+                        fresh = build_model(name, args.profile, "cpu", **first_stage, **options)
                         datamodule = synthetic_datamodule(Path(data_root), fresh, batch)
-                        entry["training"][precision] = training_speed(fresh, datamodule, steps, args.device, precision)
+                        entry["training"][key] = training_speed(fresh, datamodule, steps, args.device, precision)
                     except Exception as error:  # noqa: BLE001
-                        logger.exception("%s training (%s) failed", name, precision)
-                        entry["training"][precision] = {"error": repr(error)}
+                        logger.exception("%s training (%s) failed", name, key)
+                        entry["training"][key] = {"error": repr(error)}
             if args.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             logger.info("%s: %s", name, entry)

@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> Path:
         "torch_threads": torch.get_num_threads(),
     }
     record.update(getattr(model, "run_summary", dict)())  # model-specific facts (e.g. DLAN-AC's M, stage times)
+    if hasattr(model.model, "assignment_statistics"):  # DLAN-AC: how its soft assignment uses the kept clusters
+        record["test_assignment"] = test_assignment_statistics(model, datamodule)
     if args.model in PAPER_FACTS:
         record["paper"] = PAPER_FACTS[args.model]
     tag = f"_{args.tag}" if args.tag else ""
@@ -244,6 +246,40 @@ def main(argv: list[str] | None = None) -> Path:
         path,
     )
     return path
+
+
+def test_assignment_statistics(model, datamodule) -> dict:  # noqa: ANN001
+    """DLAN-AC's soft assignment over Ped2's test clips: entropy, mass on the kept clusters, mass per cluster.
+
+    Location-weighted means over every test clip (each batch's statistics weighted by its locations);
+    the model runs read-only in eval mode.
+    """
+    import numpy as np
+    import torch
+
+    totals: dict[str, float] = {}
+    mass = None
+    locations = 0
+    with model.read_only_eval(), torch.no_grad():
+        for batch in datamodule.test_dataloader():
+            clip = batch.image.to(model.device)
+            stats = model.model.assignment_statistics(model.pre_processor(clip) if model.pre_processor else clip)
+            n = stats["num_locations"]
+            for key in ("entropy", "entropy_normalised", "max_assignment", "kept_mass"):
+                totals[key] = totals.get(key, 0.0) + n * stats[key]
+            cluster = np.asarray(stats["cluster_mass"]) * n
+            mass = cluster if mass is None else mass + cluster
+            locations += n
+    cluster_mass = mass / locations
+    kept = int(stats["num_kept"])
+    return {
+        **{key: round(value / locations, 6) for key, value in totals.items()},
+        "kept_cluster_mass": [round(float(v), 6) for v in cluster_mass[:kept]],
+        "min_kept_cluster_mass": round(float(cluster_mass[:kept].min()), 6),
+        "num_kept": kept,
+        "num_clusters": int(stats["num_clusters"]),
+        "num_locations": locations,
+    }
 
 
 def command_line(argv: list[str] | None) -> str:

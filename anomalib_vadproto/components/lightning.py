@@ -16,6 +16,12 @@ bf16-mixed``). On this project's 2-core CPU, which has bf16 instructions, a lite
 the Engine is 1.04x (APN) to 1.49x (LGN-Net) faster than channels-last FP32 (``python
 benchmarks/memory_format.py --bf16``); on CPUs without them bf16 is emulated and slower. Validation,
 test and predict always score in FP32.
+
+Fast training on a GPU (:meth:`VideoModelMixin.setup_fast_training`, :mod:`~anomalib_vadproto.components.fast`):
+every model takes ``compile``, ``compile_mode``, ``channels_last`` and ``log_step_losses``; Adam is fused
+whenever the parameters are on CUDA. The training losses are logged as epoch means by default, so that a
+training step never waits for the GPU: a value logged per step is read on the host for the progress bar
+at every step (``log_step_losses: true``, as before).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -33,6 +39,7 @@ from lightning.pytorch import seed_everything
 from torch import Tensor
 
 from anomalib_vadproto.components.export import VideoExportMixin
+from anomalib_vadproto.components.fast import CompileOptions, adam_kwargs, check_compile_mode, maybe_compiled
 from anomalib_vadproto.errors import (
     CheckpointMismatchError,
     InvalidArgumentError,
@@ -120,6 +127,13 @@ class VideoModelMixin(VideoExportMixin):
     protocol_other_result = None  # ProtocolResult with the other smoothing setting (models that report both)
     #: Convert the torch model to channels-last memory format when it runs on CPU (:meth:`use_preferred_memory_format`).
     channels_last_on_cpu: bool = True
+    #: Also on CUDA (the ``channels_last`` option, :meth:`setup_fast_training`).
+    channels_last: bool = False
+    #: Log the training losses at every step rather than as epoch means (:meth:`log_losses`).
+    log_step_losses: bool = False
+    #: Whether the compiled training step may capture CUDA graphs (``compile_mode: reduce-overhead``): every
+    #: tensor it keeps past a step is a copy, and no parameter's ``requires_grad`` changes between its calls.
+    cuda_graph_training: bool = True
 
     def __init__(
         self,
@@ -182,6 +196,42 @@ class VideoModelMixin(VideoExportMixin):
                 smoothing_mode=smoothing_mode,
                 prefix="protocol_unsmoothed_" if smoothing else "protocol_smoothed_",
             )
+
+    def setup_fast_training(
+        self,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        channels_last: bool = False,
+        log_step_losses: bool = False,
+    ) -> None:
+        """Set the fast-training options (call after ``self.model`` exists). All off: the eager step as before.
+
+        Args:
+            compile: ``torch.compile`` the pure tensor part of the training step (forward and losses) and of
+                the scoring (network and cues); state updates stay eager between the compiled calls.
+            compile_mode: ``None`` (automatic: ``"max-autotune-no-cudagraphs"`` on CUDA, the default mode on a
+                CPU) or a ``torch.compile`` mode; ``"reduce-overhead"`` (CUDA graphs, CUDA only) where
+                :attr:`cuda_graph_training` allows it.
+            channels_last: Channels-last weights on CUDA too (they always are on a CPU); pays with bf16.
+            log_step_losses: Log the training losses at every step (progress bar and logger), which reads
+                them on the host after every step; by default they are logged as epoch means.
+
+        Raises:
+            InvalidArgumentError: (a ``ValueError``) for an unknown ``compile_mode``, or CUDA graphs where
+                the model's step does not allow them.
+
+        """
+        try:
+            check_compile_mode(compile_mode, self.cuda_graph_training, type(self).__name__)
+        except ValueError as error:
+            raise InvalidArgumentError(str(error)) from None
+        self.model.compile_options = CompileOptions(mode=compile_mode) if compile else None
+        self.channels_last = bool(channels_last)
+        self.log_step_losses = bool(log_step_losses)
+
+    def step_function(self, fn: Callable, clip: Tensor) -> Callable:
+        """``fn`` compiled when ``compile`` is on (:func:`~anomalib_vadproto.components.fast.maybe_compiled`)."""
+        return maybe_compiled(self.model, fn, clip.device)
 
     @classmethod
     def model_family(cls) -> str:
@@ -318,8 +368,9 @@ class VideoModelMixin(VideoExportMixin):
         )
 
     def configure_optimizers(self):  # noqa: ANN201
-        """Adam (0.9, 0.999) with cosine annealing to 0 over :meth:`schedule_epochs`, stepped per epoch."""
-        optimizer = torch.optim.Adam(self.trainable_parameters(), lr=self.lr, betas=(0.9, 0.999))
+        """Adam (0.9, 0.999; fused on CUDA) with cosine annealing to 0 over :meth:`schedule_epochs`, per epoch."""
+        parameters = list(self.trainable_parameters())
+        optimizer = torch.optim.Adam(parameters, lr=self.lr, betas=(0.9, 0.999), **adam_kwargs(parameters))
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.schedule_epochs(), eta_min=0.0)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
@@ -348,8 +399,12 @@ class VideoModelMixin(VideoExportMixin):
         The values are the same up to rounding; the parameters keep their identity, so the optimiser is
         unaffected.
         Set the class attribute ``channels_last_on_cpu = False`` to keep PyTorch's default layout.
+
+        On CUDA the weights become channels-last with the ``channels_last`` option (:meth:`setup_fast_training`):
+        cuDNN's tensor-core convolutions are NHWC, so under ``bf16-mixed`` they avoid a layout change per layer.
         """
-        if self.channels_last_on_cpu and self.device.type == "cpu":
+        device = self.device.type
+        if (device == "cpu" and self.channels_last_on_cpu) or (device == "cuda" and self.channels_last):
             self.model.to(memory_format=torch.channels_last)
 
     def setup(self, stage: str) -> None:
@@ -454,5 +509,18 @@ class VideoModelMixin(VideoExportMixin):
         self.log_dict({name: float(value) for name, value in values.items()}, sync_dist=False)
 
     def log_losses(self, losses: Mapping[str, Tensor], batch_size: int) -> None:
-        """Log training losses on the progress bar with an explicit batch size."""
-        self.log_dict({f"train_{k}": v.detach() for k, v in losses.items()}, batch_size=batch_size, prog_bar=True)
+        """Log the training losses (``train_<name>``) on the progress bar, with an explicit batch size.
+
+        By default as epoch means (``on_step=False, on_epoch=True``): Lightning accumulates them on the
+        device and reads them once per epoch, so the training step never waits for the GPU. With
+        ``log_step_losses`` every step's values are logged (the progress bar then reads them on the host
+        after every step, a synchronisation per step on a GPU).
+        """
+        per_step = self.log_step_losses
+        self.log_dict(
+            {f"train_{k}": v.detach() for k, v in losses.items()},
+            batch_size=batch_size,
+            prog_bar=True,
+            on_step=per_step,
+            on_epoch=not per_step,
+        )

@@ -14,6 +14,13 @@ Exact semantics of ``spec/methods.md`` §1.3 (shared by MNAD and LGN-Net):
 * **Test time**: the working copy of the items starts from the trained items at the beginning of
   every evaluation epoch, is updated after a clip only if its weighted regular score is below
   ``γ``, and persists across the test videos. A ``read_only`` module never updates (export).
+  ``test_update="per_batch"`` (default) scores a batch with the items of its start, then applies the
+  gated updates clip by clip; ``"per_clip"`` scores the clips of a batch one after another, each with
+  the items updated by all clips before it: the reference's evaluation at batch 1, whatever the batch.
+
+Every update is a pure function of tensors (:func:`memory_update`, :func:`gated_memory_update`): the
+training step and the scoring compute the new items (compiled with ``compile``) and the modules only
+store them, so no update reads a tensor value on the host.
 """
 
 from __future__ import annotations
@@ -26,11 +33,14 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib.data import InferenceBatch
 from torch import Tensor, nn
 
+from anomalib_vadproto.components.fast import maybe_compiled
 from anomalib_vadproto.components.losses import compactness_loss, intensity_loss, separateness_loss
 from anomalib_vadproto.components.prototypes import prototype_read
 from anomalib_vadproto.components.scores import error_map, feature_distance, psnr, regular_score
 
 RESCALE_MODES = ("code", "paper")
+#: How the test-time update meets a batch (see the module docstring).
+TEST_UPDATES = ("per_batch", "per_clip")
 
 
 def memory_update(items: Tensor, queries: Tensor, rescale: str = "code") -> Tensor:
@@ -54,7 +64,9 @@ def memory_update(items: Tensor, queries: Tensor, rescale: str = "code") -> Tens
     items, queries = items.detach(), queries.detach().to(items.dtype)
     with torch.autocast(items.device.type, enabled=False):
         scores = queries @ items.t()  # (N, M)
-        nearest = F.one_hot(scores.argmax(dim=1), items.shape[0]).to(scores.dtype)  # (N, M)
+        # One-hot of the nearest item, (N, M); scatter rather than F.one_hot, which reads the indices' range on
+        # the host on every device but CUDA.
+        nearest = torch.zeros_like(scores).scatter_(1, scores.argmax(dim=1, keepdim=True), 1.0)
         votes = torch.softmax(scores, dim=0)  # over queries, per item
         if rescale == "code":
             votes = votes / votes.amax(dim=0, keepdim=True)
@@ -62,6 +74,27 @@ def memory_update(items: Tensor, queries: Tensor, rescale: str = "code") -> Tens
             own_max = (votes * nearest).amax(dim=0, keepdim=True)
             votes = votes / own_max.clamp_min(torch.finfo(votes.dtype).tiny)
         return F.normalize(items + (votes * nearest).t() @ queries, dim=1)
+
+
+def gated_memory_update(items: Tensor, queries: Tensor, gate: Tensor, rescale: str = "code") -> Tensor:
+    """Return the items after the test-time updates of a batch, clip by clip in batch order.
+
+    Every clip's update is computed and kept where its ``gate`` is true (``torch.where``), so the
+    result never depends on reading ``gate`` on the host.
+
+    Args:
+        items: ``(M, C)`` unit-norm items.
+        queries: ``(B, K, C)`` unit-norm queries of each clip.
+        gate: ``(B,)`` booleans, true where the clip updates the items.
+        rescale: As in :func:`memory_update`.
+
+    Returns:
+        ``(M, C)`` items.
+
+    """
+    for index in range(queries.shape[0]):
+        items = torch.where(gate[index], memory_update(items, queries[index], rescale), items)
+    return items
 
 
 class Memory(nn.Module):
@@ -103,6 +136,10 @@ class Memory(nn.Module):
         """Restart the test-time copy from the trained items (called at each evaluation epoch start)."""
         self._test_items = None
 
+    def set_test_items(self, items: Tensor) -> None:
+        """Store the test-time copy after an update computed elsewhere (:func:`gated_memory_update`)."""
+        self._test_items = items
+
     @staticmethod
     def read(queries: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
         """Attention read with detached weights.
@@ -129,10 +166,7 @@ class Memory(nn.Module):
             gate: ``(B,)`` booleans, true where the clip's regular score is below ``γ``.
 
         """
-        items = self.current_items(test_time=True)
-        for index in torch.nonzero(gate).flatten().tolist():
-            items = memory_update(items, queries[index], self.rescale)
-        self._test_items = items
+        self._test_items = gated_memory_update(self.current_items(test_time=True), queries, gate, self.rescale)
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super()._load_from_state_dict(*args, **kwargs)
@@ -155,6 +189,10 @@ class MemoryTrainOutput:
         """Pick each query's nearest and second-nearest items from the read scores."""
         top2 = read.scores.topk(2, dim=1).indices
         return cls(prediction, target, read.queries, items, top2[:, 0], top2[:, 1])
+
+    def updated_items(self, rescale: str = "code") -> Tensor:
+        """Return the trained items after this batch's update (:func:`memory_update` with every query)."""
+        return memory_update(self.items, self.queries, rescale)
 
     def weighted_loss(
         self, lambda_compact: float, lambda_separate: float, margin: float = 1.0
@@ -193,7 +231,8 @@ def read_feature_map(memory: Memory, features: Tensor, items: Tensor) -> MemoryR
 class MemoryModelMixin:
     """Evaluation behaviour shared by torch models with an MNAD memory (MNAD, LGN-Net).
 
-    The model sets ``memory``, ``test_time_update``, ``gamma`` and ``read_only``.
+    The model sets ``memory``, ``test_time_update``, ``test_update``, ``gamma`` and ``read_only``, and
+    implements ``_score_outputs(clip, items, update)`` (the pure scoring, see :meth:`memory_outputs`).
     """
 
     memory: Memory
@@ -201,6 +240,8 @@ class MemoryModelMixin:
     gamma: float
     read_only: bool
     training: bool
+    #: ``"per_batch"`` or ``"per_clip"`` (see the module docstring).
+    test_update: str = "per_batch"
 
     def reset_test_state(self) -> None:
         """Restart the test-time memory from the trained items."""
@@ -212,21 +253,63 @@ class MemoryModelMixin:
             return self.memory.items
         return self.memory.current_items(test_time=self.test_time_update and not self.read_only)
 
-    def memory_score(
-        self, prediction: Tensor, target: Tensor, read: MemoryRead, items: Tensor
-    ) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """PSNR and feature-distance cues, then (unless read-only) the gated test-time update.
+    @property
+    def updates_memory_at_test_time(self) -> bool:
+        """Whether scoring applies the gated test-time update (``test_time_update`` and not read-only)."""
+        return self.test_time_update and not self.read_only
+
+    def score_clips(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        """Score a batch, ``per_batch`` or ``per_clip`` (then one clip after another: batch-1 semantics).
 
         Returns:
-            ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error (B, 1, H, W))`` and the cues
-            ``{"psnr": (B,), "feature_distance": (B,)}`` for the papers' protocol.
+            ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error (B, 1, H, W))`` and the cues.
+
+        """
+        if self.test_update == "per_clip" and self.updates_memory_at_test_time and clip.shape[0] > 1:
+            return concat_scores([self._score_batch(part) for part in clip.split(1)])
+        return self._score_batch(clip)
+
+    def _score_batch(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        update = self.updates_memory_at_test_time
+        score = maybe_compiled(self, type(self)._score_outputs, clip.device)  # type: ignore[attr-defined]
+        batch, cues, items = score(self, clip, self.step_items(), update)
+        if items is not None:
+            self.memory.set_test_items(items)
+        return batch, cues
+
+    def memory_outputs(
+        self, prediction: Tensor, target: Tensor, read: MemoryRead, items: Tensor, update: bool
+    ) -> tuple[InferenceBatch, dict[str, Tensor], Tensor | None]:
+        """PSNR and feature-distance cues and, with ``update``, the test-time items after the gated update.
+
+        A pure function of its inputs: the caller stores the new items.
+
+        Returns:
+            ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error (B, 1, H, W))``, the cues
+            ``{"psnr": (B,), "feature_distance": (B,)}`` for the papers' protocol, and the updated items
+            (``None`` without ``update``).
 
         """
         b = prediction.shape[0]
         per_clip = read.queries.reshape(b, -1, read.queries.shape[-1])
         frame_psnr = psnr(prediction, target)
         distance = feature_distance(per_clip, items, read.scores.argmax(dim=1).reshape(b, -1))
-        if self.test_time_update and not self.read_only:
-            self.memory.gated_update_(per_clip.detach(), regular_score(prediction, target) < self.gamma)
         batch = InferenceBatch(pred_score=-frame_psnr, anomaly_map=error_map(prediction, target))
-        return batch, {"psnr": frame_psnr, "feature_distance": distance}
+        new_items = None
+        if update:
+            gate = regular_score(prediction, target) < self.gamma
+            new_items = gated_memory_update(items, per_clip.detach(), gate, self.memory.rescale)
+        return batch, {"psnr": frame_psnr, "feature_distance": distance}, new_items
+
+
+def concat_scores(
+    parts: list[tuple[InferenceBatch, dict[str, Tensor]]],
+) -> tuple[InferenceBatch, dict[str, Tensor]]:
+    """Concatenate the ``(InferenceBatch, cues)`` of consecutive parts of a batch along the batch axis."""
+    batches = [batch for batch, _ in parts]
+    fields = {
+        name: None if getattr(batches[0], name) is None else torch.cat([getattr(b, name) for b in batches])
+        for name in InferenceBatch._fields
+    }
+    cues = {name: torch.cat([c[name] for _, c in parts]) for name in parts[0][1]}
+    return InferenceBatch(**fields), cues

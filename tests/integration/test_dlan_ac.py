@@ -86,3 +86,18 @@ def test_resume_from_either_stage(two_stage_run, synthetic_root, tmp_path, epoch
     assert resumed.model.in_dlan_stage
     assert resumed.model.dlan.m == model.model.dlan.m  # M comes from the restored stage-1 clusterer
     assert resumed.timing["ac_seconds"] == pytest.approx(saved["dlan_ac_timing"]["ac_seconds"])
+
+
+def test_the_autoencoder_alone_never_runs_the_clusterer_or_dlan(synthetic_root, tmp_path):
+    """``use_dlan=False``: the paper's AE baseline, the same epochs, one schedule, no SOM, no stage switch."""
+    model = DlanAc(**{**TINY_DLAN, "use_dlan": False})
+    rates = LearningRates()
+    engine = Engine(max_epochs=3, default_root_dir=tmp_path, logger=False, callbacks=[rates])
+    datamodule = clip_datamodule(synthetic_root)
+    engine.fit(model=model, datamodule=datamodule)
+    assert not model.model.in_dlan_stage and model.stage_plan is None
+    assert model.timing["som_seconds"] == 0.0 and int(model.model.clusterer.num_maps) == 0
+    n_autoencoder = len(model.model.autoencoder_parameters())
+    lrs = [rates.seen[e][0] for e in range(3)]
+    assert lrs == pytest.approx([2e-4, 1.5e-4, 0.5e-4]) and all(rates.seen[e][1] == n_autoencoder for e in range(3))
+    assert 0.0 <= engine.test(model=model, datamodule=datamodule)[0]["protocol_AUC_micro"] <= 1.0

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
+import yaml
 
 from anomalib_vadproto import DlanAc
 from anomalib_vadproto.components.clip import ClipShapeError
-from anomalib_vadproto.models.dlan_ac import DlanAcModel, DynamicLocalAggregation
+from anomalib_vadproto.models.dlan_ac import AdaptiveClusterer, DlanAcModel, DynamicLocalAggregation
+from anomalib_vadproto.models.dlan_ac.dlan import assignment_statistics
 from anomalib_vadproto.models.dlan_ac.lightning_model import prototype_losses
+from anomalib_vadproto.models.dlan_ac.som import DeadClusterWarning
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def unit_features(b: int = 2, d: int = 8, h: int = 3, w: int = 4, seed: int = 0) -> torch.Tensor:
@@ -120,7 +129,10 @@ def test_stage_switch_initialises_dlan_from_the_som_and_keeps_the_prediction():
     before = model.score(clip())[0].anomaly_map
     assert model.start_dlan_stage() == m == model.num_prototypes
     assert model.in_dlan_stage and int(model.stage) == 1
-    torch.testing.assert_close(model.dlan.centres.detach(), model.clusterer.weights)  # flat order: c*_l
+    # c*_l in the clusterer's centre order (default "wins": the neurons that won most first).
+    torch.testing.assert_close(model.dlan.centres.detach(), model.clusterer.cluster_centres())
+    kept = model.clusterer.centre_permutation()[:m]
+    assert (model.clusterer.win_counts[kept] > 0).all()
     torch.testing.assert_close(model.score(clip())[0].anomaly_map, before)  # stage 2 starts from stage 1
     model.train()
     out = model(clip())
@@ -209,3 +221,138 @@ def test_lightning_model_stages_parameters_and_schedule():
 def test_bad_arguments_fail_clearly(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DlanAc(image_size=32, grayscale=True, width=4, **kwargs)
+
+
+def test_defaults_and_configs_use_the_released_scripts_som_and_live_clusters():
+    model = DlanAc(image_size=32, grayscale=True, width=4)
+    clusterer = model.model.clusterer
+    assert (clusterer.neighbourhood, clusterer.centre_order, clusterer.backend) == ("gaussian", "wins", "auto")
+    assert (clusterer.sigma, clusterer.learning_rate, clusterer.num_iterations) == (0.5, 0.5, 5000)
+    for name in ("dlan_ac", "dlan_ac_lite"):
+        args = yaml.safe_load((REPO / "configs" / "model" / f"{name}.yaml").read_text())["model"]["init_args"]
+        assert (args["som_neighbourhood"], args["centre_order"], args["som_backend"]) == ("gaussian", "wins", "auto")
+        assert (args["som_sigma"], args["som_learning_rate"], args["som_iterations"]) == (0.5, 0.5, 5000)
+
+
+def known_cluster_maps(num_maps: int, seed: int, dim: int = 16, per_map: int = 64) -> torch.Tensor:
+    """``(B, D, 8, 8)`` unit-norm features around 6 fixed unit centres (the same centres for every seed)."""
+    centres = F.normalize(torch.randn(6, dim, generator=torch.Generator().manual_seed(123)), dim=1)
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 6, (num_maps, per_map), generator=g)
+    vectors = F.normalize(centres[labels] + 0.1 * torch.randn(num_maps, per_map, dim, generator=g), dim=2)
+    return vectors.transpose(1, 2).reshape(num_maps, dim, 8, 8)
+
+
+def dlan_from(som: AdaptiveClusterer, alpha: float = 100.0) -> DynamicLocalAggregation:
+    dlan = DynamicLocalAggregation(som.feature_dim, som.num_neurons, alpha=alpha)
+    dlan.initialise(*som.init_for_netvlad())
+    return dlan
+
+
+def per_cluster_centre_gradients(dlan: DynamicLocalAggregation, features: torch.Tensor) -> torch.Tensor:
+    """Norm of the centre and assignment-conv gradient of each kept cluster for a generic loss on the prototypes."""
+    dlan.zero_grad()
+    prototypes, _ = dlan(features)
+    (prototypes * torch.randn(prototypes.shape, generator=torch.Generator().manual_seed(0))).sum().backward()
+    m = dlan.m
+    return dlan.centres.grad[:m].norm(dim=1), dlan.assign.weight.grad[:m].flatten(1).norm(dim=1)
+
+
+def test_every_kept_cluster_is_live_with_the_paper_som():
+    """Paper SOM settings (δ = η = 0.5, k = 5000, 5x5) with the defaults (Gaussian, "wins") on known clusters:
+    every kept cluster is the nearest centre of some fresh vectors, gets assignment mass at α = 100 and a
+    non-zero gradient through the soft assignment."""
+    som = AdaptiveClusterer(feature_dim=16)
+    zs = som.fit_batch(known_cluster_maps(4, seed=0))
+    assert som.num_clusters == int(sum(zs) / 4) >= 6  # at least one neuron per true cluster
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeadClusterWarning)
+        dlan = dlan_from(som)
+    features = known_cluster_maps(2, seed=1)  # unseen maps of the same clusters
+    m = dlan.m
+    assignment = dlan.soft_assignment(features)  # (B, L, N)
+    nearest = assignment.argmax(dim=1)
+    assert all((nearest == cluster).any() for cluster in range(m))
+    stats = dlan.assignment_statistics(features)
+    assert stats["num_kept"] == m and stats["min_kept_cluster_mass"] * stats["num_locations"] >= 1.0
+    centre_grad, assign_grad = per_cluster_centre_gradients(dlan, features)
+    assert (centre_grad > 1e-6).all()
+    # The assignment conv's gradient vanishes only where α = 100 saturates the softmax: a cluster whose
+    # vectors all have β = 1 exactly (float32) gets none (the α question, see assignment_statistics).
+    saturated = torch.stack([(assignment[:, c][nearest == c] == 1).all() for c in range(m)])
+    assert ((assign_grad > 0) | saturated).all() and (assign_grad > 0).sum() >= m - 1
+
+
+def dead_neuron_som(centre_order: str) -> AdaptiveClusterer:
+    """Paper-literal truncated SOM whose neurons 0 and 1 start far from the data at (1,0) and (0,1): never win."""
+    som = AdaptiveClusterer(
+        feature_dim=2, num_neurons=4, num_iterations=50, neighbourhood="truncated", centre_order=centre_order
+    )
+    som.weights.copy_(torch.tensor([[-1.0, 0.0], [0.0, -1.0], [0.9, 0.1], [0.1, 0.9]]))
+    som.fit_batch(two_cluster_features(seed=0))
+    return som
+
+
+def two_cluster_features(seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = F.normalize(torch.eye(2).repeat(8, 1) + 0.05 * torch.randn(16, 2, generator=g), dim=1)
+    return x.T.reshape(1, 2, 4, 4)
+
+
+def test_flat_order_with_the_truncated_som_keeps_dead_clusters_and_warns():
+    """The defect the defaults avoid: kept clusters that never won get no mass, no gradient, constant prototypes."""
+    som = dead_neuron_som("flat")
+    assert som.num_clusters == 2
+    with pytest.warns(DeadClusterWarning, match="won no feature vector"):
+        dlan = dlan_from(som)
+    a, b = two_cluster_features(seed=1), two_cluster_features(seed=2)
+    assert dlan.assignment_statistics(a)["kept_mass"] < 1e-30  # e^-198 in float64; exactly 0 in DLAN's float32
+    assert torch.equal(dlan.soft_assignment(a)[:, :2], torch.zeros(1, 2, 16))
+    centre_grad, _ = per_cluster_centre_gradients(dlan, a)
+    assert torch.equal(centre_grad, torch.zeros(2))
+    torch.testing.assert_close(dlan(a)[0], dlan(b)[0])  # the same prototypes whatever the input
+
+    live = dlan_from(dead_neuron_som("wins"))
+    stats = live.assignment_statistics(a)
+    assert stats["kept_mass"] == pytest.approx(1.0) and stats["min_kept_cluster_mass"] > 0.3
+    centre_grad, _ = per_cluster_centre_gradients(live, a)
+    assert (centre_grad > 1e-6).all()
+
+
+def test_assignment_statistics_known_answers():
+    # Uniform: equal logits for all L = 5 clusters, M = 2.
+    uniform = assignment_statistics(torch.zeros(2, 5, 7), num_kept=2)
+    assert uniform["entropy"] == pytest.approx(math.log(5)) and uniform["entropy_normalised"] == pytest.approx(1.0)
+    assert uniform["kept_mass"] == pytest.approx(0.4) and uniform["max_assignment"] == pytest.approx(0.2)
+    assert uniform["min_kept_cluster_mass"] == pytest.approx(0.2) and uniform["num_locations"] == 14
+    # Saturated: features on the centres e_0..e_3 at α = 100: 3 on e_0, 1 on e_1, 4 on e_2; M = 2.
+    dlan = DynamicLocalAggregation(feature_dim=4, num_clusters=4, alpha=100.0)
+    dlan.initialise(torch.eye(4), 2)
+    features = torch.eye(4)[[0, 0, 0, 1, 2, 2, 2, 2]].T.reshape(1, 4, 2, 4)
+    stats = dlan.assignment_statistics(features)
+    assert stats["entropy"] < 1e-6 and stats["max_assignment"] == pytest.approx(1.0)
+    assert stats["kept_mass"] == pytest.approx(0.5) and stats["min_kept_cluster_mass"] == pytest.approx(1 / 8)
+    assert stats["cluster_mass"] == pytest.approx([3 / 8, 1 / 8, 4 / 8, 0.0])
+    # A soft case against the definition.
+    logits = torch.randn(2, 6, 9, generator=torch.Generator().manual_seed(0))
+    p = torch.softmax(logits.double(), dim=1)
+    stats = assignment_statistics(logits, num_kept=4)
+    assert stats["entropy"] == pytest.approx(float(-(p * p.log()).sum(1).mean()))
+    assert stats["kept_mass"] == pytest.approx(float(p[:, :4].sum(1).mean()))
+    with pytest.raises(ValueError, match="num_kept"):
+        assignment_statistics(logits, num_kept=0)
+
+
+def test_assignment_statistics_of_the_som_match_dlan_at_initialisation():
+    """Stage 1 reports the assignment DLAN will start from; right after the switch DLAN reports the same."""
+    model = tiny_model()
+    model.clusterer.fit_batch(model(clip()).features.detach())
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    before = model.assignment_statistics(clip())  # in training mode: BatchNorm's running statistics stay
+    assert all(torch.equal(value, model.state_dict()[key]) for key, value in state.items())
+    assert model.training and model.encoder.training
+    model.start_dlan_stage()
+    after = model.assignment_statistics(clip())
+    assert before["num_kept"] == after["num_kept"] == model.num_prototypes
+    for key in ("entropy", "kept_mass", "max_assignment", "min_kept_cluster_mass"):
+        assert before[key] == pytest.approx(after[key], abs=1e-4), key

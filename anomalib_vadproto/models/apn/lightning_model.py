@@ -24,11 +24,40 @@ from anomalib.visualization import Visualizer
 from torch import nn
 
 from anomalib_vadproto.components.clip import check_choice
+from anomalib_vadproto.components.fast import adam_kwargs
 from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 from anomalib_vadproto.components.losses import intensity_loss
 from anomalib_vadproto.components.ssim import ssim_loss
 
 from .torch_model import ApnModel, ApnTrainOutput, diversity_loss, nearest_prototypes
+
+
+def apn_losses(out: ApnTrainOutput) -> dict[str, torch.Tensor]:
+    """Return the code's loss terms (§4.4); the gradient-free "similarity" term is a constant and left out."""
+    prototypes = out.prototypes
+    return {
+        "pixel": intensity_loss(out.prediction, out.target),
+        "ssim": ssim_loss(out.prediction, out.target),
+        "feature": intensity_loss(prototypes.queries, nearest_prototypes(prototypes)),  # prototypes not detached
+        "diversity": diversity_loss(prototypes.prototypes),
+    }
+
+
+def training_outputs(
+    model: ApnModel, clip: torch.Tensor, lambda_ssim: float, lambda_feature: float, lambda_diversity: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Compute the pure tensor part of a training step (compiled with ``compile``): the loss and its terms.
+
+    ``L_pix + λ_ssim (1 - SSIM) + λ_fea L_fea + λ_dis L_dis``.
+    """
+    losses = apn_losses(model(clip))
+    loss = (
+        losses["pixel"]
+        + lambda_ssim * losses["ssim"]
+        + lambda_feature * losses["feature"]
+        + lambda_diversity * losses["diversity"]
+    )
+    return loss, losses
 
 
 class Apn(VideoModelMixin, AnomalibModule):
@@ -59,6 +88,11 @@ class Apn(VideoModelMixin, AnomalibModule):
         lr_schedule: ``"constant"`` (the code, 210 epochs) or ``"cosine"``: cosine annealing to 0 over
             the run, stepped per epoch, for short runs such as the lite profile.
         seed: Seed for a reproducible run.
+        compile: ``torch.compile`` the training step's forward and losses, and the scoring (see the
+            README's *Fast training on a GPU*).
+        compile_mode: ``None`` (automatic) or a ``torch.compile`` mode (``"reduce-overhead"``: CUDA graphs).
+        channels_last: Channels-last weights on CUDA too (they always are on a CPU).
+        log_step_losses: Log the training losses at every step instead of as epoch means.
         pre_processor: ``True`` builds resize (+ grey) + ``[-1, 1]`` scaling at ``image_size``.
         post_processor: anomalib post-processor or ``True`` for the default.
         evaluator: anomalib evaluator or ``True`` for the default (with a binned pixel AUROC).
@@ -100,6 +134,10 @@ class Apn(VideoModelMixin, AnomalibModule):
         weight_decay: float = 0.01,
         lr_schedule: str = "constant",
         seed: int | None = None,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        channels_last: bool = False,
+        log_step_losses: bool = False,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -125,6 +163,7 @@ class Apn(VideoModelMixin, AnomalibModule):
             recurrence=recurrence,
             context_fusion=context_fusion,
         )
+        self.setup_fast_training(compile, compile_mode, channels_last, log_step_losses)
         self.clip_length = self.model.clip_length
         self.setup_protocol(
             {"psnr": score_weight, "psnr_feature": 1.0 - score_weight},
@@ -135,8 +174,9 @@ class Apn(VideoModelMixin, AnomalibModule):
         )
 
     def configure_optimizers(self):  # noqa: ANN201
-        """AdamW; a constant learning rate as the code, or cosine annealing over the run (``lr_schedule``)."""
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        """AdamW (fused on CUDA); a constant learning rate as the code, or cosine annealing over the run."""
+        parameters = list(self.model.parameters())
+        optimizer = torch.optim.AdamW(parameters, lr=self.lr, weight_decay=self.weight_decay, **adam_kwargs(parameters))
         if self.lr_schedule == "constant":
             return optimizer
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.schedule_epochs(), eta_min=0.0)
@@ -144,23 +184,13 @@ class Apn(VideoModelMixin, AnomalibModule):
 
     def losses(self, out: ApnTrainOutput) -> dict[str, torch.Tensor]:
         """Return the code's loss terms (§4.4); the gradient-free "similarity" term is a constant and left out."""
-        prototypes = out.prototypes
-        return {
-            "pixel": intensity_loss(out.prediction, out.target),
-            "ssim": ssim_loss(out.prediction, out.target),
-            "feature": intensity_loss(prototypes.queries, nearest_prototypes(prototypes)),  # prototypes not detached
-            "diversity": diversity_loss(prototypes.prototypes),
-        }
+        return apn_losses(out)
 
     def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
         """``L_pix + λ_ssim (1 - SSIM) + λ_fea L_fea + λ_dis L_dis``."""
         del batch_idx, args, kwargs
-        losses = self.losses(self.model(batch.image))
-        loss = (
-            losses["pixel"]
-            + self.lambda_ssim * losses["ssim"]
-            + self.lambda_feature * losses["feature"]
-            + self.lambda_diversity * losses["diversity"]
-        )
-        self.log_losses({"loss": loss, **losses}, batch_size=batch.image.shape[0])
+        clip = batch.image
+        step = self.step_function(training_outputs, clip)
+        loss, losses = step(self.model, clip, self.lambda_ssim, self.lambda_feature, self.lambda_diversity)
+        self.log_losses({"loss": loss, **losses}, batch_size=clip.shape[0])
         return loss

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from anomalib_vadproto.components.blocks import OutputHead, torch_cat
 from anomalib_vadproto.components.clip import check_at_least, check_choice, split_clip, stack_frames, validate_clip
+from anomalib_vadproto.components.fast import maybe_compiled
 from anomalib_vadproto.components.scores import error_map, psnr
 
 from .criss_cross import RecurrentCrissCross
@@ -123,7 +124,10 @@ class ApnModel(nn.Module):
         """Nothing to reset: APN keeps no state between clips."""
 
     def _predict(self, clip: Tensor) -> ApnTrainOutput:
-        clip = validate_clip(clip, self.clip_length, self.in_channels)
+        # The finite check reads the clip on the host: skipped in training on an accelerator (no sync per step).
+        clip = validate_clip(
+            clip, self.clip_length, self.in_channels, check_finite=not self.training or clip.device.type == "cpu"
+        )
         inputs, target = split_clip(clip, self.num_inputs)
         e1 = self.enc1(stack_frames(inputs))
         e2 = self.enc2(self.pool(e1))
@@ -148,6 +152,10 @@ class ApnModel(nn.Module):
             reconstruction of each location by its nearest prototype).
 
         """
+        return maybe_compiled(self, type(self)._score, clip.device)(self, clip)
+
+    def _score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        """Score clips: the body of :meth:`score`, a pure function of the clip (compiled with ``compile``)."""
         out = self._predict(clip)
         frame_psnr = psnr(out.prediction, out.target)
         batch = InferenceBatch(pred_score=-frame_psnr, anomaly_map=error_map(out.prediction, out.target))
@@ -184,5 +192,7 @@ def diversity_loss(prototypes: Tensor) -> Tensor:
         return prototypes.new_zeros(())
     squared = (prototypes.unsqueeze(2) - prototypes.unsqueeze(1)).square().sum(dim=3)  # no sqrt: safe gradient
     closeness = (1.0 - squared).clamp_min(0.0)
-    upper = torch.triu(torch.ones(m, m, dtype=torch.bool, device=prototypes.device), diagonal=1)
-    return (closeness[:, upper].sum(dim=1) * (2.0 / (m * (m - 1)))).mean()
+    # The pairs m < m' by index (row-major, as a boolean upper-triangle mask would give them): a boolean mask
+    # would have to count its true entries on the host first.
+    rows, cols = torch.triu_indices(m, m, offset=1, device=prototypes.device)
+    return (closeness[:, rows, cols].sum(dim=1) * (2.0 / (m * (m - 1)))).mean()

@@ -48,6 +48,7 @@ from anomalib.visualization import Visualizer
 from torch import Tensor, nn
 
 from anomalib_vadproto.components.clip import check_at_least, check_choice
+from anomalib_vadproto.components.fast import adam_kwargs
 from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
 from anomalib_vadproto.components.stages import TwoStageMixin
 
@@ -58,6 +59,76 @@ logger = logging.getLogger(__name__)
 
 CLUSTER_REDUCTIONS = ("mean", "sum")
 CENTRE_STEPS = ("centres", "centres_and_projection")
+
+
+def cluster_loss(
+    model: CddaModel, features: dict[str, Tensor], reduction: str, lambda_redundancy: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """``L_cluster`` (eq. 12): soft-assigned distances of every clustering + ``λ · Σ ‖CCᵀ − I‖_F``.
+
+    Args:
+        model: The torch model (its centres).
+        features: Clustering name -> ``(B, D, h, w)`` L2-normalised features.
+        reduction: ``"mean"`` over locations and batch, or ``"sum"`` over a clip's locations, mean over the batch.
+        lambda_redundancy: ``λ`` of the redundancy term.
+
+    Returns:
+        ``(L_cluster, parts)``: ``distance``, ``redundancy`` and the detached per-location mean distance of
+        each clustering (``distance_<name>``, the score's ``D``).
+
+    """
+    maps = model.distance_maps(features)
+    means = {name: m.mean() for name, m in maps.items()}  # per location: the score's D, logged per clustering
+    if reduction == "mean":
+        distance = sum(means.values())
+    else:
+        distance = sum(m.flatten(1).sum(dim=1).mean() for m in maps.values())
+    redundancy = sum(clusters.redundancy() for clusters in model.clusters.values())
+    parts = {"distance": distance, "redundancy": redundancy}
+    parts.update({f"distance_{name}": mean.detach() for name, mean in means.items()})
+    return distance + lambda_redundancy * redundancy, parts
+
+
+def autoencoder_outputs(
+    model: CddaModel, clip: Tensor, cluster_term: bool, lambda_cluster: float, reduction: str, lambda_redundancy: float
+) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor], tuple[Tensor, Tensor]]:
+    """Compute the pure tensor part of the AE step (compiled with ``compile``): its loss and what follows it.
+
+    Args:
+        model: The torch model, in training mode.
+        clip: ``(B, T, C, H, W)`` pre-processed clips.
+        cluster_term: Add ``λ_r·L_cluster`` (eq. 13: the alternating stage with ``cluster_in_ae_step``).
+        lambda_cluster: ``λ_r``.
+        reduction: ``cluster_reduction``.
+        lambda_redundancy: ``λ`` of the redundancy term.
+
+    Returns:
+        ``(loss, losses, features, pre_projection)``: the AE loss, its terms (``appearance``, ``motion``
+        and with ``cluster_term`` ``ae_cluster``), and the detached clustering features (k-means samples)
+        and projection inputs (the centre step).
+
+    """
+    out = model(clip)
+    losses = Cdda.reconstruction_losses(out)
+    loss = losses["appearance"] + losses["motion"]
+    if cluster_term:
+        cluster, _ = cluster_loss(model, out.features, reduction, lambda_redundancy)
+        loss = loss + lambda_cluster * cluster
+        losses["ae_cluster"] = cluster
+    features = {name: value.detach() for name, value in out.features.items()}
+    pre = (out.pre_projection[0].detach(), out.pre_projection[1].detach())
+    return loss, losses, features, pre
+
+
+def centre_outputs(
+    model: CddaModel, pre_appearance: Tensor, pre_motion: Tensor, reduction: str, lambda_redundancy: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Compute the pure tensor part of the centre step (compiled with ``compile``): ``L_cluster``.
+
+    The clustering features are recomputed from the AE step's cached projection inputs (:func:`cluster_loss`).
+    """
+    features = model.features_from_projection_inputs(pre_appearance, pre_motion)
+    return cluster_loss(model, features, reduction, lambda_redundancy)
 
 
 @contextmanager
@@ -113,6 +184,12 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         score: ``"product"`` (paper eq. 14: ``1 / (D_m · D_a · E_rec)``) or ``"pixelwise"`` (STD code:
             ``1 / mean(e ⊙ m)``).
         seed: Seed for a reproducible run (also the k-means seed).
+        compile: ``torch.compile`` the AE step's forward and losses, the centre step's loss and the scoring;
+            k-means, the freezing and both optimisers stay eager (see the README's *Fast training on a GPU*).
+        compile_mode: ``None`` (automatic) or a ``torch.compile`` mode without CUDA graphs (the alternation
+            changes which parameters require gradients between the compiled calls).
+        channels_last: Channels-last weights on CUDA too (they always are on a CPU).
+        log_step_losses: Log the training losses at every step instead of as epoch means.
         pre_processor: ``True`` builds resize (+ grey) + ``[-1, 1]`` scaling at ``image_size``.
         post_processor: anomalib post-processor or ``True`` for the default.
         evaluator: anomalib evaluator or ``True`` for the default (with a binned pixel AUROC).
@@ -126,6 +203,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
     stage_names = ("autoencoder pre-training", "alternating optimisation")
     paper_stage_epochs = (50, 100)
     steps_per_batch = (1.0, 2.0)  # the alternating stage steps both optimisers every batch
+    cuda_graph_training = False  # the two steps' compiled calls see different parameters frozen
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (43 of the lite network's
     # 47), the smallest depth at which the score ranks training clips like FP32 on the 4 + 13 lite weights
     # (Spearman 0.9987; depths 1 / 2 / 3: 0.905 / 0.968 / 0.971, AUC change -7.66 / -1.68 / -2.12; depth 4:
@@ -165,6 +243,10 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         lr_drop_factor: float = 0.1,
         score: str = "product",
         seed: int | None = None,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        channels_last: bool = False,
+        log_step_losses: bool = False,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -220,6 +302,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
             spatial_init=spatial_init,
             score=score,
         )
+        self.setup_fast_training(compile, compile_mode, channels_last, log_step_losses)
         self.clip_length = self.model.clip_length
         #: Wall-clock seconds per stage and of k-means, and the k-means result; carried in checkpoints.
         self.timing = {"pretrain_seconds": 0.0, "alternating_seconds": 0.0, "kmeans_seconds": 0.0}
@@ -270,9 +353,12 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         return params
 
     def configure_optimizers(self):  # noqa: ANN201
-        """Two Adam optimisers: the autoencoders (``lr``) and the centre step (``centre_lr``); no scheduler."""
-        autoencoders = torch.optim.Adam(self.model.autoencoder_parameters(), lr=self.lr, betas=(0.9, 0.999))
-        centres = torch.optim.Adam(self.centre_step_parameters(), lr=self.centre_lr, betas=(0.9, 0.999))
+        """Two Adam optimisers (fused on CUDA): the autoencoders (``lr``) and the centre step (``centre_lr``)."""
+        ae_parameters, centre_parameters = self.model.autoencoder_parameters(), self.centre_step_parameters()
+        autoencoders = torch.optim.Adam(ae_parameters, lr=self.lr, betas=(0.9, 0.999), **adam_kwargs(ae_parameters))
+        centres = torch.optim.Adam(
+            centre_parameters, lr=self.centre_lr, betas=(0.9, 0.999), **adam_kwargs(centre_parameters)
+        )
         return [autoencoders, centres]
 
     def autoencoder_lr(self, epoch: int) -> float:
@@ -352,7 +438,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         generator = torch.Generator().manual_seed(0 if self.seed is None else int(self.seed))
         centres = {}
         for name, chunks in self._samples.items():
-            samples = torch.cat(chunks)
+            samples = torch.cat(chunks).cpu()  # gathered on the model's device (see _gather)
             if samples.shape[0] > self.kmeans_samples:
                 samples = samples[torch.randperm(samples.shape[0], generator=generator)[: self.kmeans_samples]]
             centres[name], inertia = fit_kmeans(
@@ -428,16 +514,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
     # ------------------------------------------------------------------ losses and steps
     def cluster_loss(self, features: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """``L_cluster`` (eq. 12): soft-assigned distances of every clustering + ``λ · Σ ‖CCᵀ − I‖_F``."""
-        maps = self.model.distance_maps(features)
-        means = {name: m.mean() for name, m in maps.items()}  # per location: the score's D, logged per clustering
-        if self.cluster_reduction == "mean":
-            distance = sum(means.values())
-        else:
-            distance = sum(m.flatten(1).sum(dim=1).mean() for m in maps.values())
-        redundancy = sum(clusters.redundancy() for clusters in self.model.clusters.values())
-        parts = {"distance": distance, "redundancy": redundancy}
-        parts.update({f"distance_{name}": mean.detach() for name, mean in means.items()})
-        return distance + self.lambda_redundancy * redundancy, parts
+        return cluster_loss(self.model, features, self.cluster_reduction, self.lambda_redundancy)
 
     @staticmethod
     def reconstruction_losses(out: CddaOutput) -> dict[str, Tensor]:
@@ -468,25 +545,22 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
 
         """
         alternating = self.model.alternating
+        reduction, lambda_redundancy = self.cluster_reduction, self.lambda_redundancy
         with frozen(self.model.centre_parameters()):
-            out = self.model(clip)
-            losses = self.reconstruction_losses(out)
-            loss = losses["appearance"] + losses["motion"]
-            if alternating and self.cluster_in_ae_step:
-                cluster, parts = self.cluster_loss(out.features)
-                loss = loss + self.lambda_cluster * cluster
-                losses["ae_cluster"] = cluster
+            step = self.step_function(autoencoder_outputs, clip)
+            cluster_term = alternating and self.cluster_in_ae_step
+            loss, losses, features, pre = step(
+                self.model, clip, cluster_term, self.lambda_cluster, reduction, lambda_redundancy
+            )
             self._optimise(autoencoders, loss)
         losses["loss"] = loss
         if not alternating:
             if self._samples:
-                self._gather(out.features)
+                self._gather(features)
             return losses
         trainable = {id(p) for p in self.centre_step_parameters()}
         with frozen(p for p in self.model.autoencoder_parameters() if id(p) not in trainable):
-            pre = tuple(p.detach() for p in out.pre_projection)
-            features = self.model.features_from_projection_inputs(*pre)
-            cluster, parts = self.cluster_loss(features)
+            cluster, parts = self.step_function(centre_outputs, clip)(self.model, *pre, reduction, lambda_redundancy)
             self._optimise(centres, cluster)
         for name in self.model.clusters:
             self._epoch_distance.setdefault(name, []).append(parts[f"distance_{name}"])  # no sync per step
@@ -495,7 +569,11 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
 
     @torch.no_grad()
     def _gather(self, features: dict[str, Tensor]) -> None:
-        """Keep a random subset of this batch's feature vectors for k-means (last pre-training epoch)."""
+        """Keep a random subset of this batch's feature vectors for k-means (last pre-training epoch).
+
+        They stay on the model's device until k-means (:meth:`start_alternating`), so gathering never waits
+        for the GPU (at most ``kmeans_samples`` vectors per clustering, plus one batch's worth).
+        """
         window = self.gather_window() if self._trainer is not None else None
         batches = window[1] - window[0] if window is not None else math.inf
         for name, value in features.items():
@@ -504,7 +582,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
             if math.isfinite(batches) and batches > 0:
                 per_batch = min(per_batch, math.ceil(self.kmeans_samples / batches))
             index = torch.randperm(vectors.shape[0], device=vectors.device)[:per_batch]
-            self._samples[name].append(vectors[index].float().cpu())
+            self._samples[name].append(vectors[index].float())
 
     def training_step(self, batch, batch_idx: int, *args, **kwargs) -> None:  # noqa: ANN001
         """Alternate the AE step and the centre step (manual optimisation); log the losses."""

@@ -22,8 +22,7 @@ reconstruction error alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -38,6 +37,7 @@ from anomalib_vadproto.components.clip import (
     stack_frames,
     validate_clip,
 )
+from anomalib_vadproto.components.fast import maybe_compiled
 from anomalib_vadproto.components.scores import to_unit_range
 
 from .clustering import DeepKMeans
@@ -243,11 +243,18 @@ class CddaOutput:
     difference_targets: Tensor  # x_diff = x_clips − x_a: (B, T-1, C, H, W)
     features: dict[str, Tensor]  # clustering name -> L2-normalised features (B, D, h, w)
     pre_projection: tuple[Tensor, Tensor]  # inputs of the spatial and motion projections (for the centre step)
+    _residuals: tuple[Tensor, Tensor] | None = field(default=None, repr=False, compare=False)
 
-    @cached_property
+    @property
     def residuals(self) -> tuple[Tensor, Tensor]:
-        """``(x_diff − x̄_diff, x_a − x̄_a)``: each autoencoder's residual, computed once per forward pass."""
-        return self.difference_targets - self.differences, self.last_frame - self.appearance
+        """``(x_diff − x̄_diff, x_a − x̄_a)``: each autoencoder's residual, computed once per forward pass.
+
+        Cached in a field rather than by ``functools.cached_property``, whose lock (Python < 3.12) Dynamo cannot
+        enter: the compiled scoring stays one graph.
+        """
+        if self._residuals is None:
+            self._residuals = (self.difference_targets - self.differences, self.last_frame - self.appearance)
+        return self._residuals
 
     def reconstruction_error_map(self) -> Tensor:
         """``mean over frames and channels of (x_clips − x̄_a − x̄_diff)²``: ``(B, 1, H, W)``."""
@@ -395,7 +402,10 @@ class CddaModel(nn.Module):
         return {name: self.clusters[name].distance_map(value) for name, value in features.items()}
 
     def _forward(self, clip: Tensor) -> CddaOutput:
-        clip = validate_clip(clip, self.clip_length, self.in_channels)
+        # The finite check reads the clip on the host: skipped in training on an accelerator (no sync per step).
+        clip = validate_clip(
+            clip, self.clip_length, self.in_channels, check_finite=not self.training or clip.device.type == "cpu"
+        )
         height, width = clip.shape[-2:]
         if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
             msg = (
@@ -445,6 +455,10 @@ class CddaModel(nn.Module):
             ``"regularity_product"``), the spec's logged variant.
 
         """
+        return maybe_compiled(self, type(self)._score, clip.device)(self, clip)
+
+    def _score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        """Score clips: the body of :meth:`score`, a pure function of the clip (compiled with ``compile``)."""
         out = self._forward(clip)
         error = out.reconstruction_error_map()  # (B, 1, H, W)
         reconstruction = error.mean(dim=(1, 2, 3))

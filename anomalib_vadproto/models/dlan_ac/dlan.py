@@ -18,15 +18,70 @@ module; this is the spec's recommended reading:
 The prototypes are recomputed from each input, in training and at test time; the learnable state is
 the centres, the assignment convolution and the FC. ``M`` is a buffer, saved in checkpoints and
 baked into exported graphs as a constant.
+
+:func:`assignment_statistics` (and :meth:`DynamicLocalAggregation.assignment_statistics`) report how saturated
+the soft assignment is (its entropy; at α = 100 on unit-norm features it is close to one-hot) and which share of
+the assignment mass the kept clusters receive, per cluster too: a kept cluster with no mass gives no gradient
+and the same prototype for every input.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from anomalib_vadproto.components.prototypes import prototype_read
+
+
+def assignment_statistics(logits: Tensor, num_kept: int) -> dict[str, float | list[float]]:
+    """Entropy of the soft assignment ``β = softmax_l(logits)`` and its mass on the first ``num_kept`` clusters.
+
+    Args:
+        logits: ``(B, L, N)`` pre-softmax scores of ``N`` locations against ``L`` clusters (eq. 6's exponent).
+        num_kept: ``M``, the kept clusters being the first ``M`` (DRCS).
+
+    Returns:
+        Means over the ``B·N`` locations:
+
+        * ``entropy``: of ``β`` in nats (0 for a one-hot assignment, ``log L`` for a uniform one);
+        * ``entropy_normalised``: ``entropy / log L`` in [0, 1] (0 when ``L = 1``);
+        * ``max_assignment``: the largest ``β_l`` (1 when saturated);
+        * ``kept_mass``: ``Σ_{l<M} β_l``, the share of the assignment mass on the kept clusters;
+        * ``min_kept_cluster_mass``: the smallest share of mass any one kept cluster gets (0: a dead cluster);
+        * ``cluster_mass``: the share of each of the ``L`` clusters (sums to 1);
+
+        and ``num_clusters`` (``L``), ``num_kept`` (``M``), ``num_locations`` (``B·N``).
+
+    Raises:
+        ValueError: If ``logits`` is not 3-D or ``num_kept`` is not in ``[1, L]``.
+
+    """
+    if logits.ndim != 3:
+        msg = f"logits must have shape (B, L, N), got {tuple(logits.shape)}."
+        raise ValueError(msg)
+    num_clusters = logits.shape[1]
+    if not 1 <= num_kept <= num_clusters:
+        msg = f"num_kept must be in [1, {num_clusters}], got {num_kept}."
+        raise ValueError(msg)
+    with torch.no_grad():
+        log_p = torch.log_softmax(logits.detach().double(), dim=1)
+        p = log_p.exp()
+        entropy = -(p * log_p).sum(dim=1).mean()
+        cluster_mass = p.mean(dim=(0, 2))
+        return {
+            "entropy": float(entropy),
+            "entropy_normalised": float(entropy / math.log(num_clusters)) if num_clusters > 1 else 0.0,
+            "max_assignment": float(p.max(dim=1).values.mean()),
+            "kept_mass": float(cluster_mass[:num_kept].sum()),
+            "min_kept_cluster_mass": float(cluster_mass[:num_kept].min()),
+            "cluster_mass": cluster_mass.tolist(),
+            "num_clusters": num_clusters,
+            "num_kept": num_kept,
+            "num_locations": logits.shape[0] * logits.shape[2],
+        }
 
 
 class DynamicLocalAggregation(nn.Module):
@@ -110,6 +165,25 @@ class DynamicLocalAggregation(nn.Module):
     def soft_assignment(self, features: Tensor) -> Tensor:
         """``β_l(F^n)``, the softmax over the ``L`` clusters per location (eq. 6), ``(B, L, N)``."""
         return torch.softmax(self.assign(features).flatten(2), dim=1)
+
+    def assignment_statistics(self, features: Tensor) -> dict[str, float | list[float]]:
+        """Entropy of the soft assignment of ``features`` and its mass on the ``M`` kept clusters.
+
+        Args:
+            features: ``(B, D, H, W)`` feature map, as :meth:`forward` receives it.
+
+        Returns:
+            See :func:`assignment_statistics`.
+
+        Raises:
+            RuntimeError: If ``M`` has not been set (:meth:`initialise`).
+
+        """
+        if self.m < 1:
+            msg = "DLAN has no kept clusters (M = 0): initialise it from the Adaptive Clusterer first."
+            raise RuntimeError(msg)
+        with torch.no_grad():
+            return assignment_statistics(self.assign(features).flatten(2), self.m)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Aggregate the feature map into ``M`` prototypes per sample.

@@ -60,6 +60,38 @@ def prototype_losses(out: DlanAcTrainOutput, margin: float) -> tuple[Tensor, Ten
     return compact, separateness_loss(queries, items, ranked[:, 0], ranked[:, 1], margin, detach_items=False)
 
 
+def training_outputs(
+    model: DlanAcModel, clip: Tensor, weights: dict[str, float], margin: float, gradient_border: str
+) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+    """Compute the pure tensor part of a training step (compiled with ``compile``): losses, stage 1's features.
+
+    Args:
+        model: The torch model, in training mode (its stage decides the losses).
+        clip: ``(B, T, C, H, W)`` pre-processed clips.
+        weights: Loss name -> weight (``int``, ``grad``, ``compact``, ``separate``).
+        margin: Triplet margin of the separateness loss.
+        gradient_border: Border of the gradient loss.
+
+    Returns:
+        ``(loss, losses, features)``: intensity and gradient losses in stage 1, with the detached encoder
+        features the Adaptive Clusterer is fitted on afterwards (outside this function); all four losses
+        and no features (``None``) in stage 2.
+
+    """
+    out = model(clip)
+    losses = {
+        "int": intensity_loss(out.prediction, out.target),
+        "grad": gradient_loss(out.prediction, out.target, border=gradient_border),
+    }
+    features = None
+    if out.prototypes is not None:
+        losses["compact"], losses["separate"] = prototype_losses(out, margin)
+    else:
+        features = out.features.detach()
+    loss = sum(weights[name] * value for name, value in losses.items())
+    return loss, losses, features
+
+
 class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
     """DLAN-AC: dynamic local aggregation of encoder features into prototypes, sized by a SOM.
 
@@ -77,13 +109,19 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         som_sigma: SOM ``δ`` (paper: 0.5; the released script's default 0.3).
         som_learning_rate: SOM ``η`` (paper: 0.5).
         som_iterations: SOM iterations ``k`` per feature map (paper: 5000).
-        som_neighbourhood: ``"truncated"`` (paper eq. 2) or ``"gaussian"`` (MiniSom).
+        som_neighbourhood: ``"gaussian"`` (MiniSom's untruncated form, the released script; default) or
+            ``"truncated"`` (paper eq. 2 literally: winner-only at ``δ = 0.5``, so neurons can stay dead).
         som_maps_per_batch: Feature maps of each training batch given to the SOM; ``None`` gives it
             every map (paper). A smaller number subsamples maps, never iterations (spec §3.8 item 9).
-        centre_order: "The first M" clusters: ``"flat"`` (SOM grid order, spec) or ``"wins"``.
+        centre_order: "The first M" clusters: ``"wins"`` (most winning SOM neurons first, so every kept
+            cluster is live; default) or ``"flat"`` (SOM grid order; warns if a kept neuron never won).
         m_rounding: ``"truncate"`` (released code) or ``"round"`` the mean number of winners into ``M``.
+        som_backend: ``"auto"`` (the fused Triton SOM kernel on CUDA, the host NumPy loop otherwise),
+            ``"host"`` or ``"triton"``.
         stage2_init: ``"continue"`` (default) keeps the stage-1 autoencoder for stage 2;
             ``"fresh"`` re-initialises it, as the released script does (only ``M`` and the centres carry over).
+        use_dlan: ``False`` trains the autoencoder alone for the whole run (the stage-1 network with its
+            intensity and gradient losses, no clusterer, no DLAN): the paper's baseline for its ablation.
         lambda_intensity: Weight of the intensity (MSE) loss (paper: 1).
         lambda_gradient: Weight of the gradient loss (paper: 1; the released stage-2 loop drops it).
         lambda_compact: Weight of the compactness loss in stage 2 (paper: 0.01).
@@ -92,6 +130,11 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         gradient_border: ``"pad"`` (DLAN-AC's code) or ``"zero"`` border of the gradient loss.
         lr: Adam learning rate of both stages (paper: 2e-4; the released code 1e-4).
         seed: Seed for a reproducible run (also seeds the SOM's initialisation).
+        compile: ``torch.compile`` the training step's forward and losses (the clusterer stays eager, outside
+            the compiled function) and the scoring (see the README's *Fast training on a GPU*).
+        compile_mode: ``None`` (automatic) or a ``torch.compile`` mode (``"reduce-overhead"``: CUDA graphs).
+        channels_last: Channels-last weights on CUDA too (they always are on a CPU).
+        log_step_losses: Log the training losses at every step instead of as epoch means.
         pre_processor: ``True`` builds resize (+ grey) + ``[-1, 1]`` scaling at ``image_size``.
         post_processor: anomalib post-processor or ``True`` for the default.
         evaluator: anomalib evaluator or ``True`` for the default (with a binned pixel AUROC).
@@ -122,11 +165,13 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         som_sigma: float = 0.5,
         som_learning_rate: float = 0.5,
         som_iterations: int = 5000,
-        som_neighbourhood: str = "truncated",
+        som_neighbourhood: str = "gaussian",
         som_maps_per_batch: int | None = None,
-        centre_order: str = "flat",
+        centre_order: str = "wins",
         m_rounding: str = "truncate",
+        som_backend: str = "auto",
         stage2_init: str = "continue",
+        use_dlan: bool = True,
         lambda_intensity: float = 1.0,
         lambda_gradient: float = 1.0,
         lambda_compact: float = 0.01,
@@ -135,6 +180,10 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         gradient_border: str = "pad",
         lr: float = 2e-4,
         seed: int | None = None,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        channels_last: bool = False,
+        log_step_losses: bool = False,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -158,6 +207,7 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         self.ac_epochs = ac_epochs
         self.som_maps_per_batch = som_maps_per_batch
         self.stage2_init = stage2_init
+        self.use_dlan = use_dlan
         self.loss_weights = {
             "int": lambda_intensity,
             "grad": lambda_gradient,
@@ -179,8 +229,10 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
             som_neighbourhood=som_neighbourhood,
             centre_order=centre_order,
             m_rounding=m_rounding,
+            som_backend=som_backend,
             seed=0 if seed is None else seed,
         )
+        self.setup_fast_training(compile, compile_mode, channels_last, log_step_losses)
         self.clip_length = self.model.clip_length
         #: Wall-clock seconds per stage and of the SOM (stage 1), carried in checkpoints.
         self.timing = {"ac_seconds": 0.0, "dlan_seconds": 0.0, "som_seconds": 0.0}
@@ -190,10 +242,13 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
     # ------------------------------------------------------------------ stages and optimisers
     def on_train_start(self) -> None:
         """Plan the stage switch now that the number of training batches is known."""
-        self.plan_training_stages()
+        if self.use_dlan:
+            self.plan_training_stages()
 
     def schedule_epochs(self) -> int:
         """Each stage has its own cosine schedule: ``ac_epochs``, then ``max_epochs - ac_epochs``."""
+        if not self.use_dlan:
+            return self.max_epochs()
         return self.stage_schedule_epochs(second_stage=self.model.in_dlan_stage)
 
     def trainable_parameters(self):  # noqa: ANN201
@@ -201,6 +256,8 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         return self.model.parameters() if self.model.in_dlan_stage else self.model.autoencoder_parameters()
 
     def _in_stage1(self, batch_idx: int) -> bool:
+        if not self.use_dlan:
+            return True
         switch = self.first_stage_batches()
         if switch is None:
             return self.current_epoch < self.ac_epochs
@@ -269,6 +326,7 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
             "num_clusters_l": self.model.dlan.num_clusters,
             "ac_mean_winners": round(self.model.clusterer.mean_z, 3),
             "stage": "dlan" if self.model.in_dlan_stage else "ac",
+            "use_dlan": self.use_dlan,
             "ac_seconds": round(ac, 1),
             "dlan_seconds": round(self.timing["dlan_seconds"], 1),
             "som_seconds": round(self.timing["som_seconds"], 1),
@@ -287,15 +345,10 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
     def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
         """Intensity + gradient losses (stage 1, plus the SOM) or all four losses (stage 2)."""
         del batch_idx, args, kwargs
-        out = self.model(batch.image)
-        losses = {
-            "int": intensity_loss(out.prediction, out.target),
-            "grad": gradient_loss(out.prediction, out.target, border=self.gradient_border),
-        }
-        if out.prototypes is not None:
-            losses["compact"], losses["separate"] = prototype_losses(out, self.margin)
-        else:
-            self._fit_clusterer(out.features)
-        loss = sum(self.loss_weights[name] * value for name, value in losses.items())
-        self.log_losses({"loss": loss, **losses}, batch_size=batch.image.shape[0])
+        clip = batch.image
+        step = self.step_function(training_outputs, clip)
+        loss, losses, features = step(self.model, clip, self.loss_weights, self.margin, self.gradient_border)
+        if features is not None and self.use_dlan:  # stage 1: the clusterer, eagerly, on the detached features
+            self._fit_clusterer(features)
+        self.log_losses({"loss": loss, **losses}, batch_size=clip.shape[0])
         return loss

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from anomalib_vadproto.components.blocks import UNetDecoder, UNetEncoder, unet_widths
 from anomalib_vadproto.components.clip import split_clip, stack_frames, validate_clip
+from anomalib_vadproto.components.fast import maybe_compiled
 from anomalib_vadproto.components.scores import error_map, psnr
 
 from .dlan import DynamicLocalAggregation
@@ -60,9 +61,13 @@ class DlanAcModel(nn.Module):
         som_sigma: Initial SOM neighbourhood radius ``δ`` (paper: 0.5).
         som_learning_rate: Initial SOM learning rate ``η`` (paper: 0.5).
         som_iterations: SOM iterations ``k`` per feature map (paper: 5000).
-        som_neighbourhood: ``"truncated"`` (paper) or ``"gaussian"`` (MiniSom, the released script).
-        centre_order: Which clusters are "the first M": ``"flat"`` (SOM grid order, spec) or ``"wins"``.
+        som_neighbourhood: ``"gaussian"`` (MiniSom's untruncated form, the released script; default) or
+            ``"truncated"`` (paper eq. 2 literally, winner-only at ``δ = 0.5``).
+        centre_order: Which clusters are "the first M": ``"wins"`` (most winning SOM neurons first; default)
+            or ``"flat"`` (SOM grid order; warns at the switch if a kept neuron never won).
         m_rounding: ``"truncate"`` (code) or ``"round"`` the mean of ``z`` into ``M``.
+        som_backend: ``"auto"`` (the fused Triton kernel on CUDA, the host loop otherwise), ``"host"`` or
+            ``"triton"`` (:class:`~.som.AdaptiveClusterer`'s ``backend``).
         seed: Seed of the SOM initialisation.
 
     """
@@ -78,9 +83,10 @@ class DlanAcModel(nn.Module):
         som_sigma: float = 0.5,
         som_learning_rate: float = 0.5,
         som_iterations: int = 5000,
-        som_neighbourhood: str = "truncated",
-        centre_order: str = "flat",
+        som_neighbourhood: str = "gaussian",
+        centre_order: str = "wins",
         m_rounding: str = "truncate",
+        som_backend: str = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -104,6 +110,7 @@ class DlanAcModel(nn.Module):
             neighbourhood=som_neighbourhood,
             centre_order=centre_order,
             m_rounding=m_rounding,
+            backend=som_backend,
             seed=seed,
         )
         self.dlan = DynamicLocalAggregation(dim, num_clusters, alpha)
@@ -167,12 +174,44 @@ class DlanAcModel(nn.Module):
         self._stage = DLAN_STAGE
         return m
 
+    @torch.no_grad()
+    def assignment_statistics(self, clip: Tensor) -> dict[str, float | list[float]]:
+        """Entropy of the soft assignment of the clips' encoder features and its mass on the kept clusters.
+
+        Stage 2: DLAN's assignment as trained. Stage 1: the assignment DLAN would start from,
+        ``softmax_l(−α‖F − c_l‖²)`` over the clusterer's centres (its current ``M``). The encoder runs in eval
+        mode (BatchNorm with its running statistics), so the call changes no state.
+
+        Args:
+            clip: ``(B, T, C, H, W)`` pre-processed clips.
+
+        Returns:
+            See :func:`~anomalib_vadproto.models.dlan_ac.dlan.assignment_statistics`.
+
+        """
+        clip = validate_clip(clip, self.clip_length, self.in_channels)
+        inputs, _ = split_clip(clip, self.num_inputs)
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            features, _ = self.encoder(stack_frames(inputs))
+        finally:
+            self.encoder.train(was_training)
+        if self.normalize_features:
+            features = F.normalize(features, dim=1)
+        if self.in_dlan_stage:
+            return self.dlan.assignment_statistics(features)
+        return self.clusterer.assignment_statistics(features, alpha=self.dlan.alpha)
+
     def reset_test_state(self) -> None:
         """DLAN-AC has no test-time state: prototypes are recomputed from each input."""
 
     # ------------------------------------------------------------------ forward
     def _forward(self, clip: Tensor) -> DlanAcTrainOutput:
-        clip = validate_clip(clip, self.clip_length, self.in_channels)
+        # The finite check reads the clip on the host: skipped in training on an accelerator (no sync per step).
+        clip = validate_clip(
+            clip, self.clip_length, self.in_channels, check_finite=not self.training or clip.device.type == "cpu"
+        )
         inputs, target = split_clip(clip, self.num_inputs)
         features, skips = self.encoder(stack_frames(inputs))
         if self.normalize_features:
@@ -206,6 +245,10 @@ class DlanAcModel(nn.Module):
             ``{"psnr": (B,)}``.
 
         """
+        return maybe_compiled(self, type(self)._score, clip.device)(self, clip)
+
+    def _score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        """Score clips: the body of :meth:`score`, a pure function of the clip (compiled with ``compile``)."""
         out = self._forward(clip)
         frame_psnr = psnr(out.prediction, out.target)
         batch = InferenceBatch(pred_score=-frame_psnr, anomaly_map=error_map(out.prediction, out.target))

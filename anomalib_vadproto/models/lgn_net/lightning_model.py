@@ -18,12 +18,43 @@ from collections.abc import Sequence
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
-from torch import nn
+from torch import Tensor, nn
 
 from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 from anomalib_vadproto.components.losses import intensity_loss
 
 from .torch_model import LgnNetModel
+
+
+def training_outputs(
+    model: LgnNetModel,
+    clip: Tensor,
+    items: Tensor | None,
+    lambda_compact: float,
+    lambda_separate: float,
+    margin: float,
+) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+    """Compute the pure tensor part of a training step (compiled with ``compile``): losses and updated items.
+
+    Args:
+        model: The torch model, in training mode.
+        clip: ``(B, T, C, H, W)`` pre-processed clips.
+        items: The trained memory items the batch reads (``None`` for Loc-Net, which has no memory).
+        lambda_compact: Weight of the compactness loss.
+        lambda_separate: Weight of the separateness loss.
+        margin: Triplet margin of the separateness loss.
+
+    Returns:
+        ``(loss, losses, items after the update with every query of the batch)``; Loc-Net has the
+        prediction loss alone and no items (``None``).
+
+    """
+    out = model.train_outputs(clip, items)
+    if out.queries is None:  # Loc-Net
+        losses = {"pred": intensity_loss(out.prediction, out.target)}
+        return losses["pred"], losses, None
+    loss, losses = out.weighted_loss(lambda_compact, lambda_separate, margin)
+    return loss, losses, out.updated_items(model.memory.rescale)
 
 
 class LgnNet(VideoModelMixin, AnomalibModule):
@@ -53,8 +84,16 @@ class LgnNet(VideoModelMixin, AnomalibModule):
         gamma: Test-time update threshold on the weighted regular score (0.009 / 0.006 / 0.0135).
         update_rescale: ``"code"`` (default) or ``"paper"`` memory-update rescaling (as MNAD).
         test_time_update: Apply the gated memory update while evaluating (paper: yes).
+        test_update: ``"per_batch"`` (default: the clips of a batch read the memory of the batch's start, then
+            update it in order) or ``"per_clip"`` (clip by clip, each reading the memory updated by every clip
+            before it: the reference's batch-1 evaluation whatever ``eval_batch_size``; the paper configs).
         lr: Adam learning rate (2e-4).
         seed: Seed for a reproducible run (anomalib's ``--seed_everything`` is not applied by its CLI).
+        compile: ``torch.compile`` the training step's forward, losses and memory update, and the scoring
+            (see the README's *Fast training on a GPU*).
+        compile_mode: ``None`` (automatic) or a ``torch.compile`` mode (``"reduce-overhead"``: CUDA graphs).
+        channels_last: Channels-last weights on CUDA too (they always are on a CPU).
+        log_step_losses: Log the training losses at every step instead of as epoch means.
         pre_processor: ``True`` builds resize (+ grey) + ``[-1, 1]`` scaling at ``image_size``.
         post_processor: anomalib post-processor or ``True`` for the default.
         evaluator: anomalib evaluator or ``True`` for the default (with a binned pixel AUROC).
@@ -99,8 +138,13 @@ class LgnNet(VideoModelMixin, AnomalibModule):
         gamma: float = 0.009,
         update_rescale: str = "code",
         test_time_update: bool = True,
+        test_update: str = "per_batch",
         lr: float = 2e-4,
         seed: int | None = None,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        channels_last: bool = False,
+        log_step_losses: bool = False,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -127,7 +171,9 @@ class LgnNet(VideoModelMixin, AnomalibModule):
             update_rescale=update_rescale,
             test_time_update=test_time_update,
             gamma=gamma,
+            test_update=test_update,
         )
+        self.setup_fast_training(compile, compile_mode, channels_last, log_step_losses)
         self.clip_length = self.model.clip_length
         if self.model.has_memory:
             self.setup_protocol({"psnr": score_weight, "feature_distance": 1.0 - score_weight})
@@ -137,12 +183,11 @@ class LgnNet(VideoModelMixin, AnomalibModule):
     def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
         """Prediction loss plus (with a memory) compactness and separateness, then the memory update."""
         del batch_idx, args, kwargs
-        out = self.model(batch.image)
-        if out.queries is None:  # Loc-Net
-            losses = {"pred": intensity_loss(out.prediction, out.target)}
-            loss = losses["pred"]
-        else:
-            loss, losses = out.weighted_loss(self.lambda_compact, self.lambda_separate, self.margin)
-            self.model.memory.update_(out.queries)
-        self.log_losses({"loss": loss, **losses}, batch_size=batch.image.shape[0])
+        clip, model = batch.image, self.model
+        items = model.memory.items if model.has_memory else None
+        step = self.step_function(training_outputs, clip)
+        loss, losses, items = step(model, clip, items, self.lambda_compact, self.lambda_separate, self.margin)
+        if items is not None:
+            model.memory.items = items  # updated from the items the losses read, with every query of the batch
+        self.log_losses({"loss": loss, **losses}, batch_size=clip.shape[0])
         return loss

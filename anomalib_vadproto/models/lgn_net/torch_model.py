@@ -24,7 +24,9 @@ from torch import Tensor, nn
 
 from anomalib_vadproto.components.blocks import DoubleConv, OutputHead, UNetEncoder, UpConv, conv_bn_relu, unet_widths
 from anomalib_vadproto.components.clip import check_choice, split_clip, stack_frames, validate_clip
+from anomalib_vadproto.components.fast import maybe_compiled
 from anomalib_vadproto.components.memory import (
+    TEST_UPDATES,
     Memory,
     MemoryModelMixin,
     MemoryTrainOutput,
@@ -89,6 +91,7 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
             ``B`` frames of one time step and updates its running statistics once per frame (4 times a
             step). ``"pooled"``: one call over all ``B·T`` frames (one set of statistics, one update;
             fewer kernel launches). Evaluation uses the running statistics, the same for both.
+        test_update: ``"per_batch"`` (default) or ``"per_clip"`` (batch-1 semantics), as MNAD's.
 
     """
 
@@ -105,9 +108,11 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         test_time_update: bool = True,
         gamma: float = 0.009,
         frame_norm: str = "per_frame",
+        test_update: str = "per_batch",
     ) -> None:
         super().__init__()
         check_choice("frame_norm", frame_norm, FRAME_NORMS)
+        check_choice("test_update", test_update, TEST_UPDATES)
         self.frame_norm = frame_norm
         if variant not in VARIANTS:
             msg = f"variant must be one of {tuple(VARIANTS)}, got {variant!r}"
@@ -120,6 +125,7 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         self.clip_length = num_input_frames + 1
         self.in_channels = in_channels
         self.test_time_update = test_time_update
+        self.test_update = test_update
         self.gamma = gamma
         self.read_only = False
         cell, has_global = VARIANTS[variant]
@@ -148,8 +154,16 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         if self.has_memory:
             super().reset_test_state()
 
+    @property
+    def updates_memory_at_test_time(self) -> bool:
+        """Whether scoring applies the gated test-time update (never for Loc-Net, which has no memory)."""
+        return self.has_memory and super().updates_memory_at_test_time
+
     def _predict(self, clip: Tensor, items: Tensor | None):  # noqa: ANN202
-        clip = validate_clip(clip, self.clip_length, self.in_channels)
+        # The finite check reads the clip on the host: skipped in training on an accelerator (no sync per step).
+        clip = validate_clip(
+            clip, self.clip_length, self.in_channels, check_finite=not self.training or clip.device.type == "cpu"
+        )
         inputs, target = split_clip(clip, self.num_inputs)
         branches, read = [], None
         if self.has_memory:
@@ -176,24 +190,37 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         """
         if not self.training:
             return self.score(clip)[0]
-        items = self.step_items() if self.has_memory else None
+        return self.train_outputs(clip, self.step_items() if self.has_memory else None)
+
+    def train_outputs(self, clip: Tensor, items: Tensor | None) -> MemoryTrainOutput:
+        """Return what the losses and the memory update need, reading ``items`` (``None`` for Loc-Net)."""
         prediction, target, read = self._predict(clip, items)
         if read is None:
             return MemoryTrainOutput(prediction, target, None, None, None, None)  # type: ignore[arg-type]
         return MemoryTrainOutput.build(prediction, target, read, items)
 
     def score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Score clips; with a memory, apply the gated test-time update unless read-only.
+        """Score clips; with a memory, apply the gated test-time update (``test_update``) unless read-only.
 
         Returns:
             ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error)`` and the cues ``psnr`` and
             (with a memory) ``feature_distance``.
 
         """
-        items = self.step_items() if self.has_memory else None
+        if self.has_memory:
+            return self.score_clips(clip)
+        return maybe_compiled(self, type(self)._score_local, clip.device)(self, clip)
+
+    def _score_outputs(
+        self, clip: Tensor, items: Tensor, update: bool
+    ) -> tuple[InferenceBatch, dict[str, Tensor], Tensor | None]:
+        """Score with a memory, purely (compiled with ``compile``): scores, cues and the updated items."""
         prediction, target, read = self._predict(clip, items)
-        if read is not None:
-            return self.memory_score(prediction, target, read, items)
+        return self.memory_outputs(prediction, target, read, items, update)
+
+    def _score_local(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        """Loc-Net's score (no memory): the frame PSNR."""
+        prediction, target, _ = self._predict(clip, None)
         frame_psnr = psnr(prediction, target)
         batch = InferenceBatch(pred_score=-frame_psnr, anomaly_map=error_map(prediction, target))
         return batch, {"psnr": frame_psnr}

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
-from torch import nn
+from torch import Tensor, nn
 
 from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 
@@ -27,6 +27,29 @@ from .torch_model import MnadModel
 
 # Per-task defaults of spec/methods.md §1.6: (lr, lambda_compact = lambda_separate, score weight, gamma).
 TASK_DEFAULTS = {"prediction": (2e-4, 0.1, 0.6, 0.01), "reconstruction": (2e-5, 0.01, 0.7, 0.015)}
+
+
+def training_outputs(
+    model: MnadModel, clip: Tensor, items: Tensor, lambda_compact: float, lambda_separate: float, margin: float
+) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    """Compute the pure tensor part of a training step (compiled with ``compile``): losses and updated items.
+
+    Args:
+        model: The torch model, in training mode.
+        clip: ``(B, T, C, H, W)`` pre-processed clips.
+        items: The trained memory items the batch reads (an argument, not read from the module, so that a
+            compiled step sees a plain input whose value changes every step).
+        lambda_compact: Weight of the compactness loss.
+        lambda_separate: Weight of the separateness loss.
+        margin: Triplet margin of the separateness loss.
+
+    Returns:
+        ``(loss, {"pred", "compact", "separate"}, items after the update with every query of the batch)``.
+
+    """
+    out = model.train_outputs(clip, items)
+    loss, losses = out.weighted_loss(lambda_compact, lambda_separate, margin)
+    return loss, losses, out.updated_items(model.memory.rescale)
 
 
 class Mnad(VideoModelMixin, AnomalibModule):
@@ -47,8 +70,16 @@ class Mnad(VideoModelMixin, AnomalibModule):
         gamma: Test-time update threshold on the weighted regular score (default 0.01 / 0.015).
         update_rescale: ``"code"`` (max over all queries; default) or ``"paper"`` (max over ``U_m``).
         test_time_update: Apply the gated memory update while evaluating.
+        test_update: ``"per_batch"`` (default: the clips of a batch read the memory of the batch's start, then
+            update it in order) or ``"per_clip"`` (clip by clip, each reading the memory updated by every clip
+            before it: the reference's batch-1 evaluation whatever ``eval_batch_size``; the paper configs).
         lr: Adam learning rate (default 2e-4 prediction, 2e-5 reconstruction, as in the paper).
         seed: Seed for a reproducible run (anomalib's ``--seed_everything`` is not applied by its CLI).
+        compile: ``torch.compile`` the training step's forward, losses and memory update, and the scoring
+            (see the README's *Fast training on a GPU*).
+        compile_mode: ``None`` (automatic) or a ``torch.compile`` mode (``"reduce-overhead"``: CUDA graphs).
+        channels_last: Channels-last weights on CUDA too (they always are on a CPU).
+        log_step_losses: Log the training losses at every step instead of as epoch means.
         pre_processor: ``True`` builds resize (+ grey) + ``[-1, 1]`` scaling at ``image_size``.
         post_processor: anomalib post-processor or ``True`` for the default.
         evaluator: anomalib evaluator or ``True`` for the default (with a binned pixel AUROC).
@@ -79,8 +110,13 @@ class Mnad(VideoModelMixin, AnomalibModule):
         gamma: float | None = None,
         update_rescale: str = "code",
         test_time_update: bool = True,
+        test_update: str = "per_batch",
         lr: float | None = None,
         seed: int | None = None,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        channels_last: bool = False,
+        log_step_losses: bool = False,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -109,15 +145,20 @@ class Mnad(VideoModelMixin, AnomalibModule):
             update_rescale=update_rescale,
             test_time_update=test_time_update,
             gamma=default_gamma if gamma is None else gamma,
+            test_update=test_update,
         )
+        self.setup_fast_training(compile, compile_mode, channels_last, log_step_losses)
         self.clip_length = self.model.clip_length
         self.setup_protocol({"psnr": weight, "feature_distance": 1.0 - weight}, normal_cues=("psnr",))
 
     def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
         """Prediction, compactness and separateness losses, then the memory update with the batch's queries."""
         del batch_idx, args, kwargs
-        out = self.model(batch.image)
-        loss, losses = out.weighted_loss(self.lambda_compact, self.lambda_separate, self.margin)
-        self.model.memory.update_(out.queries)
-        self.log_losses({"loss": loss, **losses}, batch_size=batch.image.shape[0])
+        clip, memory = batch.image, self.model.memory
+        step = self.step_function(training_outputs, clip)
+        loss, losses, items = step(
+            self.model, clip, memory.items, self.lambda_compact, self.lambda_separate, self.margin
+        )
+        memory.items = items  # updated from the items the losses read, with every query of the batch
+        self.log_losses({"loss": loss, **losses}, batch_size=clip.shape[0])
         return loss

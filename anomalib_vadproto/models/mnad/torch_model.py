@@ -13,8 +13,9 @@ from anomalib.data import InferenceBatch
 from torch import Tensor, nn
 
 from anomalib_vadproto.components.blocks import UNetDecoder, UNetEncoder, unet_widths
-from anomalib_vadproto.components.clip import split_clip, stack_frames, validate_clip
+from anomalib_vadproto.components.clip import check_choice, split_clip, stack_frames, validate_clip
 from anomalib_vadproto.components.memory import (
+    TEST_UPDATES,
     Memory,
     MemoryModelMixin,
     MemoryRead,
@@ -38,6 +39,9 @@ class MnadModel(MemoryModelMixin, nn.Module):
         update_rescale: ``"code"`` (default) or ``"paper"`` rescaling of the update weights.
         test_time_update: Apply the gated memory update during evaluation (paper: yes).
         gamma: Threshold on the weighted regular score below which a test clip updates the memory.
+        test_update: ``"per_batch"`` (default: a batch reads the items of its start, then updates clip by
+            clip) or ``"per_clip"`` (each clip reads the items updated by every clip before it, as the
+            reference's evaluation at batch 1).
 
     """
 
@@ -51,8 +55,10 @@ class MnadModel(MemoryModelMixin, nn.Module):
         update_rescale: str = "code",
         test_time_update: bool = True,
         gamma: float = 0.01,
+        test_update: str = "per_batch",
     ) -> None:
         super().__init__()
+        check_choice("test_update", test_update, TEST_UPDATES)
         if task not in TASKS:
             msg = f"task must be one of {TASKS}, got {task!r}"
             raise ValueError(msg)
@@ -64,6 +70,7 @@ class MnadModel(MemoryModelMixin, nn.Module):
         self.clip_length = self.num_inputs + 1 if task == "prediction" else 1
         self.in_channels = in_channels
         self.test_time_update = test_time_update
+        self.test_update = test_update
         self.gamma = gamma
         self.read_only = False
         widths = unet_widths(width)
@@ -72,7 +79,10 @@ class MnadModel(MemoryModelMixin, nn.Module):
         self.decoder = UNetDecoder(2 * widths[3], widths, in_channels, skips=task == "prediction")
 
     def _encode_read_decode(self, clip: Tensor, items: Tensor) -> tuple[Tensor, Tensor, MemoryRead]:
-        clip = validate_clip(clip, self.clip_length, self.in_channels)
+        # The finite check reads the clip on the host: skipped in training on an accelerator (no sync per step).
+        clip = validate_clip(
+            clip, self.clip_length, self.in_channels, check_finite=not self.training or clip.device.type == "cpu"
+        )
         inputs, target = split_clip(clip, self.num_inputs)
         features, skips = self.encoder(stack_frames(inputs))
         read = read_feature_map(self.memory, features, items)
@@ -84,12 +94,15 @@ class MnadModel(MemoryModelMixin, nn.Module):
         """Training: outputs for the losses. Evaluation: an ``InferenceBatch`` (see :meth:`score`)."""
         if not self.training:
             return self.score(clip)[0]
-        items = self.step_items()
+        return self.train_outputs(clip, self.step_items())
+
+    def train_outputs(self, clip: Tensor, items: Tensor) -> MemoryTrainOutput:
+        """Return what the losses and the memory update need, reading ``items`` (the trained items)."""
         prediction, target, read = self._encode_read_decode(clip, items)
         return MemoryTrainOutput.build(prediction, target, read, items)
 
     def score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Score clips and, unless read-only, apply the gated test-time memory update.
+        """Score clips and, unless read-only, apply the gated test-time memory update (``test_update``).
 
         Args:
             clip: ``(B, T, C, H, W)`` pre-processed clip in ``[-1, 1]``.
@@ -99,6 +112,11 @@ class MnadModel(MemoryModelMixin, nn.Module):
             ``{"psnr": (B,), "feature_distance": (B,)}`` for the papers' protocol.
 
         """
-        items = self.step_items()
+        return self.score_clips(clip)
+
+    def _score_outputs(
+        self, clip: Tensor, items: Tensor, update: bool
+    ) -> tuple[InferenceBatch, dict[str, Tensor], Tensor | None]:
+        """Score purely, the body of :meth:`score` (compiled with ``compile``): scores, cues and updated items."""
         prediction, target, read = self._encode_read_decode(clip, items)
-        return self.memory_score(prediction, target, read, items)
+        return self.memory_outputs(prediction, target, read, items, update)

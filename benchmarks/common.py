@@ -92,7 +92,26 @@ def configured_at(model: str, profile: str, revision: str) -> bool | None:
         )
     except (OSError, subprocess.CalledProcessError):
         return None
-    return settings(then.stdout) == settings(path.read_text())
+    return training_settings(then.stdout) == training_settings(path.read_text())
+
+
+#: Model arguments that change neither what a run trains nor its headline AUC: speed-only options (the
+#: same mathematics) and the border handling of APN's smoothing, which only its smoothed figure reads (a
+#: results file records the mode it used: :func:`smoothing_mode_of`).
+NOT_TRAINING = ("compile", "compile_mode", "channels_last", "log_step_losses", "som_backend", "smoothing_mode")
+
+
+def training_settings(text: str) -> tuple[Any, Any]:
+    """:func:`settings` without the :data:`NOT_TRAINING` arguments."""
+    init_args, epochs = settings(text)
+    if isinstance(init_args, dict):
+        init_args = {key: value for key, value in init_args.items() if key not in NOT_TRAINING}
+    return init_args, epochs
+
+
+def smoothing_mode_of(record: dict[str, Any]) -> str:
+    """The border handling a results file's smoothed AUC used: recorded since it was settable, else edge padding."""
+    return str(record.get("smoothing_mode", "nearest"))
 
 
 def commit() -> str:

@@ -14,11 +14,20 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import FIRST_STAGE_ARGS, REPO, RESULTS, config_path, configured_at, configured_epochs, settings  # noqa: E402
+from common import (  # noqa: E402
+    FIRST_STAGE_ARGS,
+    REPO,
+    RESULTS,
+    config_path,
+    configured_at,
+    configured_epochs,
+    settings,
+    smoothing_mode_of,
+)
 
 # Published Ped2 frame-level micro AUC (spec/methods.md §6.1).
 # APN: 96.5 single-scale, 98.2 with the paper's "multi-scale testing" (absent from its code); both smoothed.
-PAPER_PED2 = {"mnad": 97.0, "dlan_ac": 97.6, "lgn_net": 97.1, "apn": "96.5 (98.2 multi-scale)", "cdda": 96.5}
+PAPER_PED2 = {"mnad": 97.0, "dlan_ac": 97.6, "lgn_net": 97.1, "apn": "96.5 smoothed (98.2 multi-scale)", "cdda": 96.5}
 NAMES = {"mnad": "MNAD", "dlan_ac": "DLAN-AC", "lgn_net": "LGN-Net", "apn": "APN", "cdda": "CDDA"}
 
 
@@ -66,9 +75,15 @@ def cue_aucs(record: dict) -> str:
 
 
 def smoothed(record: dict) -> str:
-    """APN's micro AUC with the code's temporal smoothing (the other models are not smoothed)."""
+    """APN's micro AUC with the code's temporal smoothing (the other models are not smoothed).
+
+    Runs from before the smoothing's border mode was settable smoothed with edge padding, not the code's
+    held borders; their figure is marked so.
+    """
     value = record.get("protocol_auc_smoothed_micro")
-    return "–" if value is None else f"{value:.1f}"
+    if value is None:
+        return "–"
+    return f"{value:.1f}" if smoothing_mode_of(record) == "hold" else f"{value:.1f} (edge-padded)"
 
 
 def accuracy_table(records: list[dict]) -> str:

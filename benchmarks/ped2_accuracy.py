@@ -218,6 +218,12 @@ def main(argv: list[str] | None = None) -> Path:
             for name, (micro, macro) in result.cue_auc().items()
         },
         "pooled_auroc": round(100 * float(metrics["image_AUROC"]), 2),
+        # the border handling of the smoothed figure (APN)
+        **(
+            {"smoothing_mode": model.protocol_other.smoothing_mode}
+            if getattr(model, "protocol_other", None) is not None
+            else {}
+        ),
         "pixel_auroc": round(100 * float(metrics.get("pixel_AUROC", float("nan"))), 2),
         "scored_frames": int(result.num_frames),
         "test_videos": len(result.video_names),

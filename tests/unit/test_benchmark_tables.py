@@ -184,3 +184,14 @@ def test_checkpoints_or_latest_names_what_is_missing(tmp_path) -> None:  # noqa:
 def test_shown_path_is_repository_relative_inside_it(common, tmp_path) -> None:  # noqa: ANN001
     assert common.shown_path(REPO / "benchmarks" / "common.py") == "benchmarks/common.py"
     assert common.shown_path(tmp_path / "x.ckpt") == str(tmp_path / "x.ckpt")
+
+
+def test_speed_only_arguments_and_the_smoothing_mode_do_not_make_a_run_stale():
+    common = load_benchmark("common")
+    make_table = load_benchmark("make_table")
+    base = "model:\n  init_args:\n    width: 16\n    smoothing: false\ntrainer:\n  max_epochs: 6\n"
+    faster = base.replace("    width: 16\n", "    width: 16\n    compile: true\n    smoothing_mode: hold\n")
+    assert common.training_settings(base) == common.training_settings(faster)
+    assert common.training_settings(base) != common.training_settings(base.replace("16", "32"))
+    assert make_table.smoothed({"protocol_auc_smoothed_micro": 92.04}) == "92.0 (edge-padded)"
+    assert make_table.smoothed({"protocol_auc_smoothed_micro": 92.04, "smoothing_mode": "hold"}) == "92.0"

@@ -1,6 +1,6 @@
 """How many channels of CDDA's spatial (appearance) code stay alive during AE pre-training.
 
-The spatial encoder ends in conv → ReLU → L1 normalisation per location (spec §5.2). A channel whose
+The spatial encoder ends in conv → ReLU → L1 normalisation per location (the STD code's layout). A channel whose
 ReLU input turns negative everywhere gets no gradient again: it is dead for good. This trains CDDA's
 two autoencoders from scratch on UCSD Ped2's training clips with the pre-training loss ``L_a + L_m``
 (Adam, batch 4, 128x128 grey, the lite profile's data pipeline), one run per setting, and every

@@ -25,7 +25,7 @@ from common import (  # noqa: E402
     smoothing_mode_of,
 )
 
-# Published Ped2 frame-level micro AUC (spec/methods.md §6.1).
+# Published Ped2 frame-level micro AUC (each paper's own number).
 # APN: 96.5 single-scale, 98.2 with the paper's "multi-scale testing" (absent from its code); both smoothed.
 PAPER_PED2 = {"mnad": 97.0, "dlan_ac": 97.6, "lgn_net": 97.1, "apn": "96.5 smoothed (98.2 multi-scale)", "cdda": 96.5}
 NAMES = {"mnad": "MNAD", "dlan_ac": "DLAN-AC", "lgn_net": "LGN-Net", "apn": "APN", "cdda": "CDDA"}

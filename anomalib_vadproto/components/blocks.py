@@ -1,6 +1,6 @@
 """Convolutional building blocks of the MNAD family (MNAD, LGN-Net, DLAN-AC, APN).
 
-The layouts follow ``spec/methods.md`` §1.2: a four-stage U-Net encoder whose last stage ends in a
+The layouts follow MNAD's released code: a four-stage U-Net encoder whose last stage ends in a
 raw convolution (no BN, no ReLU, so features can be negative), and a decoder of transposed
 convolutions with ``[skip, upsampled]`` concatenation. Channel widths scale with one ``width``
 argument: ``width=64`` is the paper's network, smaller widths give the CPU ("lite") profiles.
@@ -50,7 +50,7 @@ class OutputHead(nn.Sequential):
     """Output head: two 3x3 conv(-BN)-ReLU layers, then a 3x3 convolution to the output channels and ``tanh``.
 
     ``batch_norm=True`` is MNAD's ``Gen``; ``batch_norm=False`` is MPN's ``ohead`` used by DLAN-AC and
-    APN (``spec/methods.md`` §3.2, §4.2).
+    APN.
     """
 
     def __init__(self, in_channels: int, hidden: int, out_channels: int, batch_norm: bool = True) -> None:

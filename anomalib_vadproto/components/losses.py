@@ -1,4 +1,4 @@
-"""Losses shared by the five models, in the forms of the reference code (``spec/methods.md``).
+"""Losses shared by the five models, in the forms of the methods' released code.
 
 The published loss weights only make sense in these forms: compactness is an MSE averaged over
 every element (channels included), separateness is PyTorch's mean triplet-margin loss with
@@ -25,7 +25,7 @@ def compactness_loss(queries: Tensor, items: Tensor, nearest: Tensor, detach_ite
         items: ``(M, C)`` memory items or prototypes.
         nearest: ``(N,)`` index of each query's nearest item.
         detach_items: Stop the gradient to the items (MNAD's memory, default); DLAN-AC's prototypes
-            are learnt outputs and keep it (``spec/methods.md`` §3.4).
+            are learnt outputs and keep it.
 
     """
     return F.mse_loss(queries, (items.detach() if detach_items else items)[nearest])

@@ -1,6 +1,6 @@
 """The MNAD memory: non-parametric, unit-norm items read by attention and updated by a rule.
 
-Exact semantics of ``spec/methods.md`` §1.3 (shared by MNAD and LGN-Net):
+Exact semantics (shared by MNAD and LGN-Net; the MNAD README's Choices lists where the paper and its code differ):
 
 * ``M`` items of dimension ``C`` live in a **buffer** (saved in checkpoints, never given to the
   optimiser, never reached by a gradient). They start as ``norm(U[0,1)^C)``.
@@ -202,7 +202,7 @@ class MemoryTrainOutput:
         return losses["pred"] + lambda_compact * losses["compact"] + lambda_separate * losses["separate"], losses
 
     def losses(self, margin: float = 1.0) -> dict[str, Tensor]:
-        """Prediction (MSE), compactness and separateness losses, items detached (spec §1.4)."""
+        """Prediction (MSE), compactness and separateness losses, items detached (MNAD's training loss)."""
         return {
             "pred": intensity_loss(self.prediction, self.target),
             "compact": compactness_loss(self.queries, self.items, self.nearest),

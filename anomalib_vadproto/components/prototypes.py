@@ -1,7 +1,7 @@
 """Attention read of a set of prototypes, shared by the memory of MNAD/LGN-Net and DLAN-AC.
 
-Every method of the MNAD family reads its prototypes the same way (``spec/methods.md`` §1.3,
-§3.3(b) eqs. 7-8): per query location, a softmax over the prototypes of the query-prototype dot
+Every method of the MNAD family reads its prototypes the same way (MNAD's memory read, the DLAN-AC
+paper's eqs. 7-8): per query location, a softmax over the prototypes of the query-prototype dot
 products, and the weighted sum of the prototypes. They differ only in whether the weights carry a
 gradient (MNAD: detached) and in whether the prototypes are shared (a memory, ``(M, C)``) or computed
 per sample (DLAN-AC, ``(B, M, C)``).

@@ -1,4 +1,4 @@
-"""Per-clip anomaly cues shared by the models (``spec/methods.md`` §0.4, §1.3, §1.5).
+"""Per-clip anomaly cues shared by the models: PSNR, MNAD's feature distance and regular score, the error map.
 
 Every function takes frames in the models' ``[-1, 1]`` range and returns one value per clip.
 """

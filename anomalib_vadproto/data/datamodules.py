@@ -39,9 +39,9 @@ def check_ucsd_layout(root: Path | str, category: str) -> Path:
     """
     folder = Path(root) / category
     how = (
-        "Create it with `anomalib-vadproto make-synthetic <root>` (synthetic data, category 'synthetic'), or"
-        " lay out UCSD Ped2 there (for the shared copy: python shared/tools/materialize_ucsd_ped2.py"
-        " shared/data/ucsd_ped2_compact <root>)."
+        "Create synthetic data with `anomalib-vadproto make-synthetic <root>` (category 'synthetic'), or lay out"
+        " UCSD Ped2 as <root>/<category>/{Train,Test}/<video>/NNN.tif frames, with one NNN.bmp mask per test"
+        " frame in <root>/<category>/Test/<video>_gt/ (e.g. Test/Test001_gt/001.bmp)."
     )
     if not folder.is_dir():
         msg = f"No dataset at {folder}: expected {folder}/Train/Train001/*.tif and {folder}/Test/Test001/*.tif. {how}"

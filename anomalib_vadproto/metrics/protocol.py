@@ -1,7 +1,7 @@
 """The video anomaly detection papers' frame-level evaluation protocol.
 
 Every method in this package (MNAD, LGN-Net, DLAN-AC, APN, CDDA) reports its frame-level AUC under
-the protocol of the official evaluation scripts (``methods.md`` §0.4-0.5), not under anomalib's pooled
+the protocol of the methods' official evaluation scripts, not under anomalib's pooled
 ``image_AUROC``. The protocol is:
 
 1. Every scored test frame (the target frame of a clip) carries one value per *cue*, e.g. the PSNR of
@@ -22,7 +22,7 @@ Why this differs from anomalib's pooled ``image_AUROC``: the pooled metric ranks
 scores of all videos against each other, so a video whose scene is simply harder to predict (lower
 PSNR everywhere) pushes all of its frames up the ranking. The per-video min-max normalisation removes
 each video's offset and scale before the frames are pooled, which typically changes the AUC by several
-points (``methods.md`` §6.4). Both numbers are reported; this module provides the second one.
+points. Both numbers are reported; this module provides the second one.
 
 Decisions not fixed by the papers' code:
 
@@ -35,12 +35,12 @@ Decisions not fixed by the papers' code:
   the length. ``mode="reflect"`` pads with the mirrored sequence including the edge sample
   (``d c b a | a b c d``, scipy's ``"reflect"``). ``mode="hold"`` follows APN's released code: a
   valid-mode convolution, after which the ``taps // 2`` border outputs on each side are set to the
-  nearest fully computed value (``methods.md`` §4.5 words it as "7 leading and 8 trailing"; this
+  nearest fully computed value (the code's borders are often described as "7 leading and 8 trailing"; this
   implementation keeps the length and is symmetric, so the last border is 7 frames, not 8). Videos
   shorter than ``taps`` have no fully computed value; ``"hold"`` falls back to ``"nearest"`` for them.
 * **Kernel normalisation.** The taps are ``exp(-(i - c)² / (2σ²))`` normalised to sum to 1, so a
   constant sequence stays constant. APN's code uses the un-normalised Gaussian density (its 15 taps
-  sum to 0.99985; methods.md quotes ≈ 0.9995); that is a global positive factor and does not
+  sum to 0.99985); that is a global positive factor and does not
   change any AUC.
 * **Smoothing the fused score.** APN smooths each normalised cue and then fuses them. Both steps are
   linear (and so is every border mode here), so smoothing the fused score is the same up to a global

@@ -33,7 +33,7 @@ def test_code_network_has_the_reference_parameter_count():
     encoder_convs = sum(count(stage.block) for stage in (model.enc1, model.enc2, model.enc3))
     attention = sum(count(stage.context) for stage in (model.enc1, model.enc2, model.enc3))
     decoder = sum(count(m) for m in (model.dec3, model.up3, model.dec2, model.up2))
-    assert (encoder_convs, attention, decoder) == (1_150_592, 108_083, 1_991_616)  # spec §4.2
+    assert (encoder_convs, attention, decoder) == (1_150_592, 108_083, 1_991_616)  # the released code's layers
     assert count(model.prototype_unit) == 1_280 and count(model.head) == 112_451
     assert count(model) == 3_364_022
 

@@ -1,4 +1,4 @@
-"""APN groundwork: the Attention Prototype Unit against a plain reading of the spec (§4.3 b)."""
+"""APN groundwork: the Attention Prototype Unit against a plain reading of MPN's prototype unit."""
 
 from __future__ import annotations
 

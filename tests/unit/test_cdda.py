@@ -46,12 +46,12 @@ def initialised(model: CddaModel, seed: int = 1) -> CddaModel:
 def test_paper_network_has_the_spec_parameter_counts():
     model = CddaModel()  # 256x256 RGB, width 32, K = 32, separate clusterings
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
-    assert count(model.spatial_encoder) == 2_139_424  # spec §5.2: 2.14 M
+    assert count(model.spatial_encoder) == 2_139_424  # the STD code's layers: 2.14 M
     assert count(model.spatial_decoder) == 1_255_104  # 1.26 M
     assert count(model.motion_encoder) == 2_227_584  # 2.23 M
     assert count(model.motion_decoder) == 486_144  # 0.48 M with the ECCV 12-channel target (STD: 3 channels)
     assert count(model.clusters) == 2 * 32 * 256  # two K = 32 centre sets on 256-d features
-    assert count(model) == 6_124_640  # spec: ≈ 6.12 M
+    assert count(model) == 6_124_640  # ≈ 6.12 M
 
 
 def test_kaiming_spatial_init_changes_only_the_spatial_encoder():

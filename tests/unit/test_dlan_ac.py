@@ -38,11 +38,11 @@ def initialised(
 def test_paper_network_has_the_estimated_parameter_counts():
     model = DlanAcModel()
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
-    assert count(model.encoder) == 4_693_376  # spec §3.2: 4.69 M
+    assert count(model.encoder) == 4_693_376  # MNAD's prediction encoder: 4.69 M
     assert count(model.decoder) == 10_957_187  # 10.96 M, with the BN-free ohead
     assert count(model.dlan) == 12_825 + 12_800 + 262_656  # 1x1 conv, centres, FC
     assert count(model.clusterer) == 0  # the SOM is buffers, never given to the optimiser
-    assert count(model.decoder.head) == 112_451  # MPN's ohead, spec §4.2
+    assert count(model.decoder.head) == 112_451  # MPN's ohead
 
 
 @pytest.mark.parametrize("alpha", [1.0, 5.0, 100.0])

@@ -50,7 +50,7 @@ def test_local_width_narrows_only_the_local_branch():
 
 
 def test_frame_loss_never_reaches_the_prototype_encoder():
-    """Spec §2.3: the decoder sees only the detached-weight read of buffer items."""
+    """The decoder sees only the detached-weight read of buffer items."""
     model = tiny()
     out = model(clip())
     intensity_loss(out.prediction, out.target).backward()

@@ -1,4 +1,4 @@
-"""Known-answer tests for the papers' evaluation protocol (methods.md §0.5, APN smoothing §4.5)."""
+"""Known-answer tests for the papers' evaluation protocol (per-video min-max, fusion, APN's smoothing)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_per_video_normalisation_changes_the_auc() -> None:
 
 def test_gaussian_kernel_matches_apn_taps_up_to_normalisation() -> None:
     reference = _apn_reference_taps()
-    assert reference.sum() == pytest.approx(0.9998, abs=1e-4)  # methods.md says ~0.9995
+    assert reference.sum() == pytest.approx(0.9998, abs=1e-4)  # the un-normalised Gaussian density
     kernel = gaussian_kernel(15, 2.0)
     assert kernel.shape == (15,)
     assert kernel.sum() == pytest.approx(1.0)

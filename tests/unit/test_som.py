@@ -1,4 +1,4 @@
-"""Unit tests of DLAN-AC's Adaptive Clusterer (the SOM of spec §3.3(a))."""
+"""Unit tests of DLAN-AC's Adaptive Clusterer (its self-organising map)."""
 
 from __future__ import annotations
 

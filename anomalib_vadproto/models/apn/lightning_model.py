@@ -1,7 +1,7 @@
 """APN as an anomalib video model: ``anomalib train --model Apn``.
 
 Hu, Wu, Chen, Wang, Cheng, *Video Anomaly Detection via Attention Prototype Network* (2021),
-following the released code (``spec/methods.md`` §4): a BN-free 3-level U-Net with shared-weight
+following the released code: a BN-free 3-level U-Net with shared-weight
 criss-cross attention at every encoder level, the attention prototype unit on the full-resolution
 map, and the losses and score of the code.
 
@@ -33,7 +33,7 @@ from .torch_model import ApnModel, ApnTrainOutput, diversity_loss, nearest_proto
 
 
 def apn_losses(out: ApnTrainOutput) -> dict[str, torch.Tensor]:
-    """Return the code's loss terms (§4.4); the gradient-free "similarity" term is a constant and left out."""
+    """Return the code's loss terms; the gradient-free "similarity" term is a constant and left out."""
     prototypes = out.prototypes
     return {
         "pixel": intensity_loss(out.prediction, out.target),
@@ -110,9 +110,8 @@ class Apn(VideoModelMixin, AnomalibModule):
     )
     size_multiple = 4  # two 2x2 max-poolings
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (32 of 61 in the lite
-    # network). Depths 0-2 leave the frame PSNR of training clips poorly ranked against FP32's (Spearman
-    # 0.89, 0.76, 0.64); 4 is the smallest depth at which every cue agrees (>= 0.99): python
-    # benchmarks/int8_scope.py --model apn (benchmarks/results/int8_scope_apn_lite_20261202T064548.json).
+    # network): shallower depths rank the frame PSNR of training clips poorly against FP32's, and 4 is the
+    # smallest depth at which every cue agrees (Spearman >= 0.99): python benchmarks/int8_scope.py --model apn.
     int8_fp32_depth = 4
 
     def __init__(
@@ -183,7 +182,7 @@ class Apn(VideoModelMixin, AnomalibModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def losses(self, out: ApnTrainOutput) -> dict[str, torch.Tensor]:
-        """Return the code's loss terms (§4.4); the gradient-free "similarity" term is a constant and left out."""
+        """Return the code's loss terms; the gradient-free "similarity" term is a constant and left out."""
         return apn_losses(out)
 
     def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201

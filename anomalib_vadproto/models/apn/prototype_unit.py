@@ -1,6 +1,6 @@
 """Attention Prototype Unit (APU) of APN (Hu et al., 2021): MPN's dynamic prototype unit, as in the code.
 
-``spec/methods.md`` §4.3(b). For a sample's unit-norm feature vectors ``x_n`` (``N`` locations):
+For a sample's unit-norm feature vectors ``x_n`` (``N`` locations):
 
 * ``M`` attention heads, one bias-free linear map ``ψ: R^C → R^M``; normalcy weights
   ``a_{n,m} = softmax_n(ψ_m(x_n))``, a softmax over the **spatial positions** for each head;

@@ -1,7 +1,7 @@
 """PyTorch model of APN (Hu et al., 2021): a U-Net with criss-cross attention and an attention prototype unit.
 
-``spec/methods.md`` §4.2, following the released code (the paper and the code disagree almost
-everywhere; the code is what produced the numbers):
+This follows the released code (the paper and the code disagree almost everywhere; the code is what
+produced the numbers; the model README's Choices lists the differences):
 
 * **encoder**, three levels of ``Basic`` (conv-ReLU twice, no BN), each followed by the recurrent
   criss-cross attention of its width, ``t ← t + CCA(CCA(t))`` with shared weights (:mod:`.criss_cross`);
@@ -144,7 +144,7 @@ class ApnModel(nn.Module):
         return self.score(clip)[0]
 
     def score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Score clips (§4.5).
+        """Score clips as the released code does.
 
         Returns:
             ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error)`` and the normality cues
@@ -179,7 +179,7 @@ def feature_psnr(prototypes: PrototypeOutput, eps: float = 1e-10) -> Tensor:
 
 
 def diversity_loss(prototypes: Tensor) -> Tensor:
-    """``L_dis``: mean over samples of ``2/(M(M-1)) Σ_{m<m'} max(0, 1 - ‖p̄_m - p̄_m'‖²)`` (§4.4).
+    """``L_dis``: mean over samples of ``2/(M(M-1)) Σ_{m<m'} max(0, 1 - ‖p̄_m - p̄_m'‖²)``.
 
     For unit-norm prototypes ``1 - ‖p̄_m - p̄_m'‖² = 2 cos - 1``: pairs closer than 60° are pushed apart.
 

@@ -1,4 +1,4 @@
-"""Deep k-means of CDDA (``spec/methods.md`` §5.3(b)): learnable centres, soft-assigned distance, redundancy.
+"""Deep k-means of CDDA (paper eqs. 10-11): learnable centres, soft-assigned distance, redundancy.
 
 Every spatial location of an encoder feature map is one sample ``r_i`` (L2-normalised along
 channels, as at training time). With ``K`` learnable centres ``c_k``:

@@ -158,7 +158,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         cluster_distance: ``"squared"`` soft-assigned squared distance (paper eq. 10) or ``"euclidean"``
             (STD code: soft-assigned distance averaged over clusters).
         attention: Variance attention ``"code"`` (STD, recommended) or ``"paper"`` (eqs. 7-9).
-        spatial_init: ``"default"`` (PyTorch's initialisation; the spec names none) or ``"kaiming"``
+        spatial_init: ``"default"`` (PyTorch's initialisation; the paper names none) or ``"kaiming"``
             (Kaiming-normal convolutions in the spatial encoder only, which keeps more of the appearance
             code's ReLU channels alive; see the model README).
         ae_epochs: Stage-1 (AE pre-training) epochs (paper: 50 Ped2, 100 Avenue/ShanghaiTech); the
@@ -167,8 +167,8 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         kmeans_max_iter: Bound on k-means iterations per initialisation.
         kmeans_restarts: k-means++ initialisations per clustering; the lowest-inertia one is kept (the
             paper does not say; 10 is scikit-learn's classic default and makes the centres depend less on
-            one random seeding). Both lite clusterings of 50k vectors take 10-12 s with 10, 1.7 s with 1
-            (``kmeans_seconds`` in ``benchmarks/results/accuracy_cdda_lite_ped2_*20261203T1[56]*.json``).
+            one random seeding). Both lite clusterings of 50k vectors take about 10 s with 10, under 2 s with 1
+            (``kmeans_seconds`` in the results of ``python benchmarks/ped2_accuracy.py --model cdda``).
         lambda_cluster: ``λ_r`` of ``L_cluster`` in the AE step (not in the paper; STD factor 0.1).
         lambda_redundancy: ``λ`` of the redundancy ``‖CCᵀ − I‖_F`` in ``L_cluster`` (our 0.01; STD: 0).
         cluster_reduction: ``"mean"`` over locations and batch (default, scale-free across frame sizes) or
@@ -205,15 +205,10 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
     steps_per_batch = (1.0, 2.0)  # the alternating stage steps both optimisers every batch
     cuda_graph_training = False  # the two steps' compiled calls see different parameters frozen
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (43 of the lite network's
-    # 47), the smallest depth at which the score ranks training clips like FP32 on the 4 + 13 lite weights
-    # (Spearman 0.9987; depths 1 / 2 / 3: 0.905 / 0.968 / 0.971, AUC change -7.66 / -1.68 / -2.12; depth 4:
-    # -0.06): python benchmarks/int8_scope.py --model cdda --depths 1,2,4,8 and --depths 3
-    # (benchmarks/results/int8_scope_cdda_lite_20261202T163135.json, …T163323.json). The score multiplies
-    # two cluster distances by the reconstruction error, so INT8 rounding anywhere near the codes reorders
-    # frames; with so little left in INT8 the export is no faster than FP32 on this CPU (167 against 199
-    # clips/s in that sweep). On the 4 + 4 weights depth 1 had sufficed (…20261202T063825.json). Rechecked
-    # on the current lite profile's seed-42 weights: Spearman 0.9996, AUC change +0.32
-    # (int8_scope.py --model cdda --depths 4 -> …int8_scope_cdda_lite_20261203T163658.json).
+    # 47): the smallest depth at which the score ranks training clips like FP32 (Spearman >= 0.99;
+    # python benchmarks/int8_scope.py --model cdda). The score multiplies two cluster distances by the
+    # reconstruction error, so INT8 rounding anywhere near the codes reorders frames; with so little left
+    # in INT8 the export is no faster than FP32 on CPU (the model README has the sweep).
     int8_fp32_depth = 4
 
     def __init__(

@@ -1,19 +1,19 @@
 """PyTorch model of CDDA (Chang et al., ECCV 2020): a spatial and a motion autoencoder with deep k-means.
 
-``spec/methods.md`` §5. The paper gives no layer-level architecture; the layers follow the first
-author's STD code (spec §5.2) adapted to the ECCV formulation:
+The paper gives no layer-level architecture; the layers follow the first author's STD code, adapted
+to the ECCV formulation (the model README lists every choice):
 
 * the **spatial AE** reconstructs the last frame of the clip (the LIF, ``x_a``);
 * the **motion AE** reads the other ``T − 1`` frames ``x_clips`` stacked on the channel axis and
   predicts their RGB differences to the LIF, ``x_diff = x_clips − x_a`` (no optical flow), with
-  variance attention after every encoder stage (the code form of spec §5.3(a)) and U-Net skips;
+  variance attention after every encoder stage (the STD code's form of paper eqs. 7-9) and U-Net skips;
 * both encoders end in a projection convolution whose output is L1-normalised along channels
   (``z_a``, ``z_m``, stride 8); **deep k-means** (:mod:`.clustering`) clusters the L2-normalised
   locations of ``z_m`` and ``z_a`` with separate centre sets (``clustering="separate"``, the paper) or
   of their concatenation (``"joint"``, the STD code).
 
-Frames arrive in the plugin's ``[-1, 1]`` range and are mapped to ``[0, 1]`` (the spec's range)
-inside :meth:`CddaModel.forward`. The decoders are linear (no ``tanh``).
+Frames arrive in the plugin's ``[-1, 1]`` range and are mapped to ``[0, 1]`` (the range of the losses
+and the score) inside :meth:`CddaModel.forward`. The decoders are linear (no ``tanh``).
 
 The stage (0: autoencoder pre-training, 1: alternating optimisation with initialised centres) is a
 buffer, so checkpoints restore it; before the centres are initialised the score uses the
@@ -98,7 +98,7 @@ class ResidualUp(nn.Module):
 
 
 class VarianceAttention(nn.Module):
-    """Variance attention of the motion encoder (paper eqs. 7-9; spec §5.3(a)).
+    """Variance attention of the motion encoder (paper eqs. 7-9).
 
     ``form="code"`` (STD code, recommended): ``f`` = 1x1 conv, average-pooled by ``pool``;
     ``v = Σ_d (f_d − mean_d f)²``; ``a`` = softmax of ``v`` over the pooled positions, upsampled by
@@ -286,7 +286,7 @@ class CddaModel(nn.Module):
             one clustering of the concatenated, L2-normalised ``[z_a ; z_m]``).
         cluster_distance: ``"squared"`` (paper eq. 10) or ``"euclidean"`` (STD code).
         attention: ``"code"`` (STD variance attention, recommended) or ``"paper"``.
-        spatial_init: ``"default"`` (PyTorch's initialisation; the spec names none) or ``"kaiming"``
+        spatial_init: ``"default"`` (PyTorch's initialisation; the paper names none) or ``"kaiming"``
             (Kaiming-normal weights for the spatial encoder's convolutions only, so more of the
             appearance code's ReLU channels stay alive; see the model README).
         score: ``"product"`` (paper eq. 14: ``1 / (D_m · D_a · E_rec)``) or ``"pixelwise"`` (STD code:
@@ -413,7 +413,7 @@ class CddaModel(nn.Module):
                 f" stages and pooled attention), got {height}x{width}; set image_size to e.g. 128x128 or 256x256."
             )
             raise ClipShapeError(msg)
-        inputs, last = split_clip(to_unit_range(clip), self.num_inputs)  # [0, 1], spec §5.1
+        inputs, last = split_clip(to_unit_range(clip), self.num_inputs)  # [0, 1]
         z_a, pre_a = self.spatial_encoder(last)
         appearance = self.spatial_decoder(z_a)
         z_m, pre_m, skips = self.motion_encoder(stack_frames(inputs))
@@ -452,7 +452,7 @@ class CddaModel(nn.Module):
             ``"<clustering>_distance"`` the mean soft-assigned distance, zeros before the centres exist),
             the two autoencoders' own errors (``"motion_error"``, ``"appearance_error"``, whose residuals
             ``E_rec`` sums), and the other score form's regularity (``"regularity_pixelwise"`` or
-            ``"regularity_product"``), the spec's logged variant.
+            ``"regularity_product"``), logged for comparison.
 
         """
         return maybe_compiled(self, type(self)._score, clip.device)(self, clip)

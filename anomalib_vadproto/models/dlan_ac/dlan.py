@@ -1,7 +1,7 @@
 """Dynamic Local Aggregation Network (DLAN) of DLAN-AC: NetVLAD with dropped ("ghost") clusters.
 
-``spec/methods.md`` §3.3(b), paper §3.3 (eqs. 5-8). The official repository never published this
-module; this is the spec's recommended reading:
+Paper §3.3 (eqs. 5-8). The official repository never published this module; this is our reading of
+the paper (the model README's Choices lists the alternatives):
 
 1. soft assignment of every feature vector to all ``L`` clusters (eq. 6), a 1x1 convolution and a
    softmax over the clusters, initialised from the Adaptive Clusterer's centres ``c*`` as
@@ -11,7 +11,7 @@ module; this is the spec's recommended reading:
    other ``G = L − M`` clusters take part in the softmax but their residuals are dropped;
 4. each kept column is intra-normalised and mapped by one shared linear layer, then normalised
    again: the ``M`` prototypes ``P_m`` of the sample (a full FC over ``M·D`` would be ~44 M
-   parameters and is implausible, §3.3(b));
+   parameters and is implausible);
 5. the read (eqs. 7-8): per location, ``softmax_m(P_mᵀ F^n)`` over the ``M`` prototypes and the
    weighted sum ``P̂^n`` (:func:`~anomalib_vadproto.components.prototypes.prototype_read`).
 

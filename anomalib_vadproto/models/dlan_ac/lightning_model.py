@@ -52,7 +52,7 @@ STAGE2_INITS = ("continue", "fresh")
 
 
 def prototype_losses(out: DlanAcTrainOutput, margin: float) -> tuple[Tensor, Tensor]:
-    """Compactness and separateness losses (§3.4) against each sample's own prototypes, not detached."""
+    """Compactness and separateness losses against each sample's own prototypes, not detached."""
     queries, items, ranked = rank_per_sample(out.features.flatten(2).transpose(1, 2), out.prototypes, out.scores)
     compact = compactness_loss(queries, items, ranked[:, 0], detach_items=False)
     if ranked.shape[1] < 2:  # a single prototype has no second nearest: nothing to separate
@@ -112,7 +112,7 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         som_neighbourhood: ``"gaussian"`` (MiniSom's untruncated form, the released script; default) or
             ``"truncated"`` (paper eq. 2 literally: winner-only at ``δ = 0.5``, so neurons can stay dead).
         som_maps_per_batch: Feature maps of each training batch given to the SOM; ``None`` gives it
-            every map (paper). A smaller number subsamples maps, never iterations (spec §3.8 item 9).
+            every map (paper). A smaller number subsamples maps, never iterations: each map runs ``k`` steps.
         centre_order: "The first M" clusters: ``"wins"`` (most winning SOM neurons first, so every kept
             cluster is live; default) or ``"flat"`` (SOM grid order; warns if a kept neuron never won).
         m_rounding: ``"truncate"`` (released code) or ``"round"`` the mean number of winners into ``M``.
@@ -147,9 +147,9 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
     first_stage_argument = "ac_epochs"
     stage_names = ("Adaptive-Clusterer", "DLAN")
     paper_stage_epochs = (10, 80)
-    # INT8_PTQ quantises every layer: at depth 0 the INT8 frame PSNR already ranks 400 training clips like
-    # FP32 (Spearman 0.9998) and costs 0.07 points of test AUC: python benchmarks/int8_scope.py --model
-    # dlan_ac --depths 0,1,2,4 (benchmarks/results/int8_scope_dlan_ac_lite_20261202T084031.json).
+    # INT8_PTQ quantises every layer: at depth 0 the INT8 frame PSNR already ranks training clips like FP32
+    # (Spearman >= 0.99), so no layer needs to stay FP32: python benchmarks/int8_scope.py --model dlan_ac
+    # (the model README has the sweep).
     int8_fp32_depth = 0
 
     def __init__(

@@ -1,9 +1,9 @@
 """Adaptive Clusterer (AC) of DLAN-AC (Yang et al., ECCV 2022): a Kohonen self-organising map.
 
-``spec/methods.md`` §3.3(a), paper §3.2 (eqs. 1-4). Stage 1 only: the SOM is trained on the
+Paper §3.2 (eqs. 1-4). Stage 1 only: the SOM is trained on the
 *detached* encoder feature vectors and does not change the network's forward output. What it
 hands to stage 2 is the neuron weights ``c*_l`` (initial NetVLAD centres) and the number of
-clusters ``M`` (the number of kept, non-ghost NetVLAD clusters, §3.3(b) DRCS).
+clusters ``M`` (the number of kept, non-ghost NetVLAD clusters of DLAN, paper §3.3).
 
 Algorithm (one call of :meth:`AdaptiveClusterer.fit_feature_map`, i.e. one feature map ``F_t``
 of ``N`` vectors; ``t`` restarts at 0 for every map, the weights carry over between maps):
@@ -18,10 +18,10 @@ for ``t = 0 … k−1`` with the input ``x = F^{n_t}``:
 with the asymptotic decay ``δ(t) = δ / (1 + t/(k/2))`` and ``η(t) = η / (1 + t/(k/2))``
 (paper; identical to MiniSom's ``asymptotic_decay``). After the ``k`` iterations,
 ``z(F_t)`` = the number of *distinct* neurons that win for at least one of the map's ``N`` vectors,
-and (eq. 4) ``M = mean over the maps of z``, truncated to an integer as the code does (§3.3(a)).
+and (eq. 4) ``M = mean over the maps of z``, truncated to an integer as the code does.
 Statistics are accumulated per epoch (:meth:`AdaptiveClusterer.reset_statistics` starts a new one);
-``M`` is refreshed after every map, so after the last AC epoch it holds that epoch's average, as
-the spec prescribes.
+``M`` is refreshed after every map, so after the last AC epoch it holds that epoch's
+average.
 
 Paper-vs-code choices (each exposed as a constructor option; the defaults make every kept cluster live):
 
@@ -34,26 +34,26 @@ Paper-vs-code choices (each exposed as a constructor option; the defaults make e
   is then online competitive k-means, and neurons that start far from the data never win (on synthetic
   clusters one neuron can win everything, ``M = 1``). This case takes an exactly equivalent fast path that
   updates the winner row only.
-* ``centre_order="wins"`` (default): "the first M" clusters of §3.3(b) are the neurons that win vectors of the
+* ``centre_order="wins"`` (default): "the first M" clusters of paper §3.3 are the neurons that win vectors of the
   latest map with the weights handed to DLAN (``last_counts``), then the others, each group by descending win
   count over the last statistics epoch (stable, ties by index). Every kept neuron then won at least one vector
   of that epoch (``M ≤ max z ≤`` the number of neurons that won anything), and when the latest map has
   ``z ≥ M`` every kept neuron is also nearest to some of its vectors with the final weights, so it starts
   stage 2 with assignment mass. (Epoch counts alone are not enough: the weights move on after a neuron's
   wins, and at α = 100 a centre that is nobody's nearest gets ~0 mass.)
-  ``centre_order="flat"`` takes the first ``M`` indices of the row-major grid literally (the spec's first
-  reading); under the truncated neighbourhood those can be neurons that never won (dead clusters: no
+  ``centre_order="flat"`` takes the first ``M`` indices of the row-major grid literally (a literal reading
+  of the paper); under the truncated neighbourhood those can be neurons that never won (dead clusters: no
   assignment mass at α = 100, zero gradient, the same prototype for every input), so
   :meth:`AdaptiveClusterer.init_for_netvlad` warns (:class:`DeadClusterWarning`) whenever a kept neuron
   won nothing in the last epoch.
-* ``decay="asymptotic"`` (paper and spec, default) or ``decay="linear"`` (``x · (1 − t/k)``,
-  decays to zero; an option for experiments, used by neither the paper nor the spec).
-* ``sample_order="cycle"`` (default; the spec's "cycling through its vectors", MiniSom
+* ``decay="asymptotic"`` (paper, default) or ``decay="linear"`` (``x · (1 − t/k)``,
+  decays to zero; an option for experiments, not used by the paper).
+* ``sample_order="cycle"`` (default; "cycling through its vectors", MiniSom
   ``train(..., random_order=False)``: ``n_t = t mod N``) or ``"shuffle"`` (the same multiset of
   indices in a seeded random order, MiniSom ``random_order=True``).
 * Paper hyper-parameters are the defaults: ``δ = η = 0.5``, ``k = 5000``, ``L = 25`` on a 5×5 grid
   (the released script's defaults: σ = 0.3, lr = 0.5).
-* Initialisation follows MiniSom: uniform in [−1, 1], then L2-normalised per neuron (§3.3(a)).
+* Initialisation follows MiniSom: uniform in [−1, 1], then L2-normalised per neuron.
 * ``M`` is truncated (``int()`` of the epoch mean, as the code does) by default;
   ``m_rounding="round"`` rounds to the nearest integer instead.
 
@@ -78,8 +78,8 @@ neurons or features). Three loops compute the same steps (``backend``):
   takes the per-step neighbourhood from a ``(k, U)`` table over the ``U`` distinct squared grid distances and
   updates all ``L × C`` weights in place. On this project's 2-core CPU a paper-size map (512 × 32×32,
   ``k = 5000``, read-out included) took 97 ms of CPU (122 ms wall, on a busy machine) with the Gaussian and
-  82 ms (85 ms) winner-only; lite maps (128 × 16×16) 56 and 48 ms (``benchmarks/som_speed.py``,
-  ``speed_som_20261205T091549.json``). About 40-50 minutes of SOM for Ped2's ~25,000 maps.
+  82 ms (85 ms) winner-only; lite maps (128 × 16×16) 56 and 48 ms (``python benchmarks/som_speed.py``).
+  About 40-50 minutes of SOM for Ped2's ~25,000 maps.
 * **torch loop** (``numpy_loop = False`` with the host backend): the same steps as tensor ops on the weights'
   device, the original implementation (≈ 300 ms per map on an H200: many tiny kernels). Tests check the NumPy
   loop against it and against plain per-neuron loops, and the kernel against the NumPy loop.
@@ -268,8 +268,8 @@ class AdaptiveClusterer(nn.Module):
     #: Host backend: run the loop in NumPy on the host, for weights on a GPU too (``False``: the torch loop,
     #: on the weights' device). Each iteration is a few small operations over ``(L, C)``, so the cost is
     #: per-operation overhead: NumPy is about 3x faster than torch on CPU, and the torch loop took about
-    #: 300 ms per paper-size map on an H200 (``speed_gpu_paper_20261204T063546.json``). A GPU pays one copy of
-    #: the map to the host and of the weights back, per map.
+    #: 300 ms per paper-size map on an H200 (the model README's *Speed of the Adaptive Clusterer*). A GPU
+    #: pays one copy of the map to the host and of the weights back, per map.
     numpy_loop = True
 
     #: Warps of the Triton kernel's single program; ``None`` takes ``som_triton.num_warps_for`` (16 at the paper
@@ -619,7 +619,7 @@ class AdaptiveClusterer(nn.Module):
         return torch.arange(self.num_neurons, device=self.weights.device)
 
     def cluster_centres(self) -> Tensor:
-        """All ``L`` neuron weights, ordered for NetVLAD initialisation (§3.3(b)).
+        """All ``L`` neuron weights, ordered for NetVLAD initialisation (paper §3.3).
 
         The first ``M`` rows are the kept clusters, the remaining ``G = L − M`` the ghost clusters
         (which still take part in NetVLAD's softmax). With ``centre_order="flat"`` this is

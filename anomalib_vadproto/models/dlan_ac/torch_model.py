@@ -1,7 +1,7 @@
 """PyTorch model of DLAN-AC (Yang et al., ECCV 2022): a U-Net predictor with per-sample prototypes.
 
-``spec/methods.md`` §3. The official repository never published the network; this follows the
-spec's recommended reading (§3.2):
+The official repository never published the network; this follows the reading of the paper that
+the model README's Choices describes:
 
 * the MNAD prediction encoder (with BN); its ``(B, D, h, w)`` feature map ``F`` is L2-normalised
   along channels (option ``normalize_features``);

@@ -1,6 +1,6 @@
 """PyTorch model of LGN-Net (Zhao et al., 2022): local (spatiotemporal) and global (memory) normality.
 
-``spec/methods.md`` §2. Two branches read the same four past frames and one decoder fuses them:
+Two branches read the same four past frames and one decoder fuses them:
 
 * **local**: a shared frame encoder ``E_loc`` (two stride-2 stages, ``x_t`` at 1/4 resolution), four
   stacked ST-LSTM cells with the zigzag spatiotemporal memory (:mod:`.st_lstm`), the output
@@ -8,7 +8,7 @@
 * **global**: MNAD's prediction encoder ``E_glo`` (its skips unused), the MNAD memory
   (:mod:`anomalib_vadproto.components.memory`), and a trunk that decodes **only the memory read**
   ``p̂``. The read weights are detached and the items are buffers, so no frame-loss gradient reaches
-  ``E_glo``: it is trained by the compactness and separateness losses alone (§2.3);
+  ``E_glo``: it is trained by the compactness and separateness losses alone;
 * **fusion**: ``[F'_glo ; F'_loc]`` into MNAD's ``Gen`` head with ``tanh``.
 
 Ablations of the paper (``variant``): ``"lgn"`` (default), ``"lgn_st"`` (ConvLSTM cells and
@@ -167,7 +167,7 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         inputs, target = split_clip(clip, self.num_inputs)
         branches, read = [], None
         if self.has_memory:
-            features, _ = self.encoder(stack_frames(inputs))  # skips unused (spec §2.2 b)
+            features, _ = self.encoder(stack_frames(inputs))  # skips unused: the global branch has no U-Net skips
             read = read_feature_map(self.memory, features, items)
             glo_in = read.read_map if self.has_local else torch.cat((read.query_map, read.read_map), dim=1)
             branches.append(self.global_decoder(glo_in))

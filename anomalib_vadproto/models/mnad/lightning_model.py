@@ -25,7 +25,7 @@ from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_give
 
 from .torch_model import MnadModel
 
-# Per-task defaults of spec/methods.md §1.6: (lr, lambda_compact = lambda_separate, score weight, gamma).
+# Per-task defaults of the paper and its code: (lr, lambda_compact = lambda_separate, score weight, gamma).
 TASK_DEFAULTS = {"prediction": (2e-4, 0.1, 0.6, 0.01), "reconstruction": (2e-5, 0.01, 0.7, 0.015)}
 
 
@@ -89,10 +89,9 @@ class Mnad(VideoModelMixin, AnomalibModule):
 
     architecture_hparams = ("task", "num_input_frames", "image_size", "grayscale", "width", "memory_size")
     size_multiple = 8  # three 2x2 max-poolings in the U-Net encoder
-    # INT8_PTQ: the first 2 quantisable layers back from every output stay FP32 (5 of the lite network's).
-    # Depths 0 and 1 rank training clips' frame PSNR below the 0.99 Spearman agreement with FP32 (0.983,
-    # 0.988; test AUC change -4.3 and -3.2); 2 agrees (0.994) and costs 0.3 points: python
-    # benchmarks/int8_scope.py --model mnad (benchmarks/results/int8_scope_mnad_lite_20261202T074958.json).
+    # INT8_PTQ: the first 2 quantisable layers back from every output stay FP32 (5 of the lite network's):
+    # the smallest depth at which the INT8 frame PSNR ranks training clips like FP32 (Spearman >= 0.99);
+    # shallower depths cost points of test AUC: python benchmarks/int8_scope.py --model mnad (the model README).
     int8_fp32_depth = 2
 
     def __init__(

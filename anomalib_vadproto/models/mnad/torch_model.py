@@ -1,6 +1,6 @@
 """PyTorch model of MNAD (Park et al., CVPR 2020): a U-Net with a memory of normal patterns.
 
-``spec/methods.md`` §1. The encoder's raw feature map is L2-normalised along channels into
+The encoder's raw feature map is L2-normalised along channels into
 queries; the memory read ``p̂`` is concatenated with the queries and decoded into the next frame
 (prediction) or the input frame (reconstruction). See :mod:`anomalib_vadproto.components.memory`
 for the exact memory semantics.

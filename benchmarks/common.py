@@ -137,7 +137,8 @@ def device_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+                threads = torch.get_num_threads()
+                return f"{line.split(':', 1)[1].strip()} ({threads} thread{'' if threads == 1 else 's'})"
     except OSError:
         pass
     return platform.processor() or "cpu"

@@ -163,12 +163,21 @@ def _run_in_workspace(argv: list[str], work: Path) -> subprocess.CompletedProces
     return run_cli(args, cwd=work)
 
 
-def _needs_tiny(argv: list[str]) -> list[str]:
+def _model_name(argv: list[str], work: Path) -> str:
+    """The model class a command trains: its ``--model``, or the ``class_path`` of its ``--config``."""
+    if "--model" in argv:
+        return argv[argv.index("--model") + 1].split(".")[-1]
+    import yaml
+
+    config = yaml.safe_load((work / argv[argv.index("--config") + 1]).read_text())
+    return config["model"]["class_path"].split(".")[-1]
+
+
+def _needs_tiny(argv: list[str], work: Path) -> list[str]:
     """Arguments that make a paper-sized training tiny (none for a lite config, which runs verbatim)."""
     if argv[1] not in ("train", "fit") or any(a.endswith("_lite.yaml") for a in argv):
         return []
-    model = argv[argv.index("--model") + 1].split(".")[-1] if "--model" in argv else ""
-    return [*TINY, *TINY_EXTRA.get(model, [])]
+    return [*TINY, *TINY_EXTRA.get(_model_name(argv, work), [])]
 
 
 @pytest.mark.slow
@@ -182,12 +191,12 @@ def test_the_readme_commands_run_in_order(workspace):
     ran = []
     for command in (c for c in readme_commands() if kind(c) == "workspace"):
         for argv in expand(command):
-            tiny = _needs_tiny(argv)
+            tiny = _needs_tiny(argv, work)
             if tiny:  # the verbatim line must parse and build its model and data (paper-sized: not trained)
                 with pytest.MonkeyPatch.context() as patch:
                     patch.chdir(work)
                     cli = AnomalibCLI(argv[1:], run=False)
-                assert type(cli.model).__name__ == (argv[argv.index("--model") + 1].split(".")[-1])
+                assert type(cli.model).__name__ == _model_name(argv, work)
             _run_in_workspace([*argv, *tiny], work)
             ran.append(argv[1])
     assert (work / "datasets/ucsd/UCSDped2/Test/Test001").is_dir()

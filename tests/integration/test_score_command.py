@@ -124,9 +124,10 @@ def test_score_command_writes_scores_curve_and_overlay(exported, tmp_path):
 def test_folder_and_video_agree_and_match_the_lightning_model(exported, synthetic_root):
     from_video = score_source(exported["xml"], exported["video"], "offline", batch_size=8)
     from_folder = score_source(exported["xml"], exported["folder"], "offline", batch_size=3)
+    # batches of 8 and of 3 clips: the same frames, up to the rounding of OpenVINO's kernels per batch size
     for name in from_video.cues:
-        np.testing.assert_array_equal(from_video.cues[name], from_folder.cues[name])
-    np.testing.assert_array_equal(from_video.score, from_folder.score)
+        np.testing.assert_allclose(from_video.cues[name], from_folder.cues[name], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(from_video.score, from_folder.score, rtol=0, atol=1e-6)
 
     # the Lightning model (read-only, as exported) on the datamodule's clips of the same frames
     module = Mnad.load_from_checkpoint(exported["ckpt"], map_location="cpu")

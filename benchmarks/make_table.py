@@ -465,7 +465,7 @@ def main() -> None:
         replace_block(REPO / "README.md", "gpu_speed", gpu_speed_table(rows, large))
     som = som_m_table()
     if som:
-        replace_block(REPO / "anomalib_vadproto" / "models" / "dlan_ac" / "README.md", "dlan_ac_som_m", som)
+        replace_block(REPO / "docs" / "dlan_ac_analysis.md", "dlan_ac_som_m", som)
     for model in {r["model"] for r in records}:
         readme = REPO / "anomalib_vadproto" / "models" / model / "README.md"
         if readme.is_file():

@@ -16,6 +16,7 @@ records the measured rate).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import re
 import shlex
@@ -137,7 +138,9 @@ def main(argv: list[str] | None = None) -> Path:
         overrides["model.init_args.seed"] = args.seed
     fast_model = fast_data = {}
     if args.fast:
-        fast_model = supported_options(AnomalibModule.from_config(cfg_path, **overrides), FAST_MODEL_OPTIONS)
+        module, _, name = cfg["model"]["class_path"].rpartition(".")
+        model_class = getattr(importlib.import_module(module), name)  # the class only: no model built twice
+        fast_model = supported_options(model_class, FAST_MODEL_OPTIONS)
         fast_data = supported_options(LocalUCSDped, FAST_DATA_OPTIONS)
         overrides.update({f"model.init_args.{name}": value for name, value in fast_model.items()})
     model = AnomalibModule.from_config(cfg_path, **overrides)

@@ -234,6 +234,8 @@ class VideoReader:
         ``False`` means the decoder passed (or never reached) a wanted frame: after a seek that landed
         too late (B-frames make key-frame seeking inexact in some containers), or at the end of the file.
         """
+        import torch  # here, not at module level: the deployment path imports this module for its errors
+
         assert self._frames is not None  # noqa: S101 - set by _restart
         try:
             for frame in self._frames:
@@ -243,8 +245,6 @@ class VideoReader:
                 self._position = number
                 if number in wanted:
                     array = frame.to_ndarray(format="rgb24")
-                    import torch  # imported on first decode: the deployment path reads errors from here
-
                     self._recent[number] = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
                     self._recent.move_to_end(number)
                     while len(self._recent) > self.window:

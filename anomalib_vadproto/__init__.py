@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 from ._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .data.datamodules import LocalUCSDped
-    from .data.video_datamodules import LocalAvenue, LocalShanghaiTech
+    from .data.avenue import LocalAvenue
+    from .data.shanghaitech import LocalShanghaiTech
+    from .data.ucsd_ped import LocalUCSDped
     from .models import Apn, Cdda, DlanAc, LgnNet, Mnad
 
 __version__ = "0.1.0"
@@ -44,12 +45,12 @@ _SOURCES = {
     "DlanAc": ".models",
     "LgnNet": ".models",
     "Mnad": ".models",
-    "LocalUCSDped": ".data.datamodules",
-    "LocalAvenue": ".data.video_datamodules",
-    "LocalShanghaiTech": ".data.video_datamodules",
+    "LocalUCSDped": ".data.ucsd_ped",
+    "LocalAvenue": ".data.avenue",
+    "LocalShanghaiTech": ".data.shanghaitech",
 }
 #: Modules :func:`register` imports: the classes anomalib's CLI should know by their short names.
-_REGISTERED = (".models", ".data.datamodules", ".data.video_datamodules", ".visualization.video_visualizer")
+_REGISTERED = (".models", ".data.ucsd_ped", ".data.avenue", ".data.shanghaitech", ".visualization.video_visualizer")
 
 #: Deprecation warnings that every start (anomalib 2.7's image models import deprecated timm and anomalib
 #: modules) or every training run (Lightning's pytree helper) emits; they concern code this plugin neither

@@ -10,6 +10,8 @@ itself needs NumPy and Pillow, and is imported on first use), never torch or ano
 * :class:`LocalAvenue` and :class:`LocalShanghaiTech` are anomalib's ``Avenue`` and ``ShanghaiTech``
   decoding their ``.avi`` files with PyAV (no torchcodec), never downloading; ``LocalShanghaiTech``
   can pool scenes (``scene="all"``).
+* ``val_split_mode="from_train"`` on any of the three holds out whole training videos for validation
+  (:mod:`~anomalib_vadproto.data.validation`).
 * :func:`make_synthetic_avenue` and :func:`make_synthetic_shanghaitech` write small synthetic
   datasets in those layouts (video files).
 """
@@ -20,15 +22,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from anomalib_vadproto.data.datamodules import LocalUCSDped, check_ucsd_layout
+    from anomalib_vadproto.data.avenue import LocalAvenue, check_avenue_layout
+    from anomalib_vadproto.data.shanghaitech import LocalShanghaiTech, check_shanghaitech_layout
     from anomalib_vadproto.data.synthetic import make_synthetic_ucsd
     from anomalib_vadproto.data.synthetic_video import make_synthetic_avenue, make_synthetic_shanghaitech
-    from anomalib_vadproto.data.video_datamodules import (
-        LocalAvenue,
-        LocalShanghaiTech,
-        check_avenue_layout,
-        check_shanghaitech_layout,
-    )
+    from anomalib_vadproto.data.ucsd_ped import LocalUCSDped, check_ucsd_layout
 
 __all__ = [
     "LocalAvenue",
@@ -46,12 +44,12 @@ _SOURCES = {
     "make_synthetic_ucsd": "synthetic",
     "make_synthetic_avenue": "synthetic_video",
     "make_synthetic_shanghaitech": "synthetic_video",
-    "LocalUCSDped": "datamodules",
-    "check_ucsd_layout": "datamodules",
-    "LocalAvenue": "video_datamodules",
-    "LocalShanghaiTech": "video_datamodules",
-    "check_avenue_layout": "video_datamodules",
-    "check_shanghaitech_layout": "video_datamodules",
+    "LocalUCSDped": "ucsd_ped",
+    "check_ucsd_layout": "ucsd_ped",
+    "LocalAvenue": "avenue",
+    "LocalShanghaiTech": "shanghaitech",
+    "check_avenue_layout": "avenue",
+    "check_shanghaitech_layout": "shanghaitech",
 }
 
 

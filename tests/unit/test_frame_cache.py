@@ -25,7 +25,7 @@ def datamodules(synthetic_root: Path):
 
 
 def test_cached_items_equal_anomalibs(datamodules) -> None:
-    from anomalib_vadproto.data.datamodules import CachedUCSDpedClipsIndexer
+    from anomalib_vadproto.data.ucsd_ped import CachedUCSDpedClipsIndexer
 
     plain, cached = datamodules
     for split in ("train_data", "test_data", "val_data"):
@@ -47,7 +47,7 @@ def test_cached_items_equal_anomalibs(datamodules) -> None:
 
 
 def test_each_video_decoded_once_and_val_shares_test_cache(datamodules, monkeypatch) -> None:
-    from anomalib_vadproto.data import datamodules as dm
+    from anomalib_vadproto.data import clips as dm
 
     _, cached = datamodules
     test = cached.test_data
@@ -73,7 +73,7 @@ def test_out_of_range_clip_raises(datamodules) -> None:
 def test_workers_share_a_cache_filled_at_setup(synthetic_root: Path, datamodules, monkeypatch) -> None:
     """With workers the cache is full after setup, and no worker decodes a frame: the batches are the same."""
     from anomalib_vadproto import LocalUCSDped
-    from anomalib_vadproto.data import datamodules as dm
+    from anomalib_vadproto.data import clips as dm
 
     _, single = datamodules
     workers = LocalUCSDped(

@@ -324,7 +324,7 @@ def test_converted_videos_are_used_when_videos_is_absent(sht_root, tmp_path) -> 
 
 
 def test_parse_scenes() -> None:
-    from anomalib_vadproto.data.video_datamodules import parse_scenes
+    from anomalib_vadproto.data.shanghaitech import parse_scenes
 
     assert parse_scenes(None) is None and parse_scenes("all") is None and parse_scenes("ALL") is None
     assert parse_scenes(3) == (3,) and parse_scenes("3") == (3,) and parse_scenes("4,1") == (1, 4)

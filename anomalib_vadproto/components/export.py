@@ -7,7 +7,7 @@ state updates (MNAD's gated memory update) never run inside it, and exporting le
 model's state exactly as it was. Besides anomalib's outputs (``pred_score``, ``pred_label``,
 ``anomaly_map``, ``pred_mask``) the graph returns the raw per-clip cues (``cue_<name>``) so that
 deployed models can apply the papers' per-video protocol. The ONNX file (and the OpenVINO IR
-converted from it) carries a :class:`~anomalib_vadproto.deploy.metadata.ModelMetadata` record: clip
+converted from it) carries a :class:`~anomalib_vadproto.components.metadata.ModelMetadata` record: clip
 length, sizes and the cue fusion, so a deployed model fuses cues exactly as ``anomalib test`` does.
 
 The ONNX exporter (``torch.onnx`` with onnxscript's optimiser and onnx_ir's passes) logs one INFO record per
@@ -29,7 +29,7 @@ import torch
 from anomalib.deploy.export import ExportType
 from torch import Tensor, nn
 
-from anomalib_vadproto.deploy.metadata import METADATA_KEY, ModelMetadata
+from anomalib_vadproto.components.metadata import METADATA_KEY, ModelMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -380,7 +380,7 @@ def embed_metadata(onnx_path: Path | str, metadata: ModelMetadata) -> None:
 
     Args:
         onnx_path: The exported ONNX file; external weight files are left untouched.
-        metadata: The record to store under :data:`~anomalib_vadproto.deploy.metadata.METADATA_KEY`.
+        metadata: The record to store under :data:`~anomalib_vadproto.components.metadata.METADATA_KEY`.
 
     """
     import onnx

@@ -1,4 +1,4 @@
-"""Pre-processing of the MNAD family: resize, optional grey conversion, ``[0, 1] → [-1, 1]``."""
+"""Pre-processing of the video models: resize, optional grey conversion, ``[0, 1] → [-1, 1]``."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ class VideoPreProcessor(PreProcessor):
         return batch
 
 
-def video_pre_processor(image_size: Sequence[int], grayscale: bool = False, signed: bool = True) -> VideoPreProcessor:
-    """Build the pre-processor of a video model.
+def video_pre_processor(image_size: Sequence[int], grayscale: bool = False) -> VideoPreProcessor:
+    """Build the pre-processor of a video model: resize, optional grey conversion, ``[0, 1] → [-1, 1]``.
 
     ``Resize`` runs without antialiasing, like OpenCV's bilinear resize of the reference code and
     like anomalib's exported graph, so the Lightning path and an exported model see the same pixels.
@@ -52,7 +52,6 @@ def video_pre_processor(image_size: Sequence[int], grayscale: bool = False, sign
     Args:
         image_size: ``(height, width)`` the frames are resized to.
         grayscale: Convert RGB frames to one grey channel (the lite profiles: UCSD is grey anyway).
-        signed: Map ``[0, 1]`` to ``[-1, 1]`` (MNAD family); ``False`` keeps ``[0, 1]`` (CDDA).
 
     Returns:
         A :class:`VideoPreProcessor` whose transform is a checkpoint-safe torchvision ``Compose``.
@@ -66,6 +65,5 @@ def video_pre_processor(image_size: Sequence[int], grayscale: bool = False, sign
     transforms = [Resize(size, antialias=False)]
     if grayscale:
         transforms.append(Grayscale(num_output_channels=1))
-    if signed:
-        transforms.append(Normalize(mean=[0.5] * channels, std=[0.5] * channels))
+    transforms.append(Normalize(mean=[0.5] * channels, std=[0.5] * channels))
     return VideoPreProcessor(transform=Compose(transforms))

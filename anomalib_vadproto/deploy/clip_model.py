@@ -2,8 +2,11 @@
 
 A clip model maps raw ``(N, T, 3, H, W)`` float32 clips in ``[0, 1]`` to named per-clip outputs
 (``pred_score``, ``pred_label``, ``anomaly_map``, ``pred_mask``, ``cue_<name>``) and describes itself
-with a :class:`~anomalib_vadproto.deploy.metadata.ModelMetadata`. Both back-ends check their input with
+with a :class:`~anomalib_vadproto.components.metadata.ModelMetadata`. Both back-ends check their input with
 :func:`check_clips` first: layout, float type, finiteness and the ``[0, 1]`` range, one clear error each.
+
+The back-ends (:mod:`.openvino`, :mod:`.torch_backend`) import this module; it imports neither of them.
+:func:`~.loader.load_clip_model` picks the back-end for a file.
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .metadata import ModelMetadata
-
-MODEL_SUFFIXES = (".xml", ".onnx", ".pt")
+from anomalib_vadproto.components.metadata import ModelMetadata
 
 
 @runtime_checkable
@@ -123,42 +124,3 @@ def check_metadata(metadata: ModelMetadata, clip_length: int, input_size: tuple[
             " re-export the model."
         )
         raise ValueError(msg)
-
-
-def load_clip_model(path: str | Path, device: str = "CPU", precision: str | None = "f32") -> ClipModel:
-    """Load an exported model by its file type.
-
-    Args:
-        path: ``model.xml`` (OpenVINO IR) or ``model.onnx`` (both run on OpenVINO), or ``model.pt``
-            (``anomalib export --export_type torch``; a pickle, so loading it needs
-            ``TRUST_REMOTE_CODE=1``, as for anomalib's ``TorchInferencer``).
-        device: OpenVINO device (``CPU``, ``GPU``, ``AUTO``) or torch device (``cpu``, ``cuda``;
-            ``CPU``/``GPU`` are mapped to them).
-        precision: OpenVINO's inference precision of the unquantised layers (``f32`` by default, so a
-            CPU with bf16 instructions does not silently compute in bf16; ``bf16``, ``f16``, or ``None``
-            for the device's own choice). PyTorch models ignore it.
-
-    Returns:
-        The loaded model.
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        ValueError: For an unknown file type, a file OpenVINO cannot read (malformed ``model.xml``, missing
-            ``model.bin``), a model without metadata, or a metadata/graph mismatch.
-
-    """
-    path = Path(path)
-    if not path.is_file():
-        msg = f"No model file at {path}: export one with `anomalib export --export_type openvino|torch ...`."
-        raise FileNotFoundError(msg)
-    suffix = path.suffix.lower()
-    if suffix in (".xml", ".onnx"):
-        from .openvino import OpenVINOClipModel
-
-        return OpenVINOClipModel(path, device=device, precision=precision)
-    if suffix == ".pt":
-        from .torch_model import TorchClipModel
-
-        return TorchClipModel(path, device=device)
-    msg = f"{path}: unknown model type {suffix!r}; expected one of {', '.join(MODEL_SUFFIXES)}."
-    raise ValueError(msg)

@@ -35,9 +35,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from anomalib_vadproto.components.metadata import ModelMetadata
 from anomalib_vadproto.metrics.functional import fuse_cues, smooth_per_video
-
-from .metadata import ModelMetadata
 
 NORMALIZATIONS = ("offline", "running", "running-std", "validation")
 

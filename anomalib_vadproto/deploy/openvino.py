@@ -3,7 +3,8 @@
 anomalib 2.7's ``OpenVINOInferencer`` cannot take 5-D input (it builds an image batch), so the
 plugin compiles the IR itself. The graph already contains the pre-processor and post-processor,
 so clips go in as raw ``[0, 1]`` frames ``(N, T, 3, H, W)`` at the export's input size. The IR (or
-ONNX file) carries the model's :class:`~anomalib_vadproto.deploy.metadata.ModelMetadata`.
+ONNX file) carries the model's :class:`~anomalib_vadproto.components.metadata.ModelMetadata`. The PyTorch back-end
+is :mod:`.torch_backend`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from anomalib_vadproto.components.metadata import METADATA_KEY, ModelMetadata
+
 from .clip_model import check_clips, check_metadata
-from .metadata import METADATA_KEY, ModelMetadata
 
 PRECISIONS = ("f32", "bf16", "f16", None)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import Resize
 from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
 
 from anomalib_vadproto.components.pre_processing import video_pre_processor
@@ -80,8 +81,9 @@ def test_to_model_input_matches_the_training_reader_and_pre_processor_resize(tmp
     ours = to_model_input(np.asarray(Image.open(tmp_path / "001.tif").convert("RGB")))
     np.testing.assert_array_equal(ours, reference.numpy())
     np.testing.assert_array_equal(to_model_input(image), ours)  # a (H, W) grey frame: the same three channels
-    # resized to (16, 16) exactly as the models' RGB pre-processor resizes (without its normalise step)
-    resize = video_pre_processor((16, 16), grayscale=False, signed=False).transform
+    # resized to (16, 16) exactly as the resize step of the models' RGB pre-processor
+    resize = video_pre_processor((16, 16), grayscale=False).transform.transforms[0]
+    assert isinstance(resize, Resize)
     np.testing.assert_array_equal(to_model_input(image, (16, 16)), resize(reference[None])[0].numpy())
 
 

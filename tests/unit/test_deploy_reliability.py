@@ -21,6 +21,7 @@ from anomalib_vadproto.deploy import (
     METADATA_KEY,
     Frame,
     ModelMetadata,
+    OutputExistsError,
     VideoReadError,
     VideoSource,
     load_clip_model,
@@ -29,12 +30,8 @@ from anomalib_vadproto.deploy import (
     write_outputs,
 )
 from anomalib_vadproto.deploy import score as score_module
-from anomalib_vadproto.deploy.score import (
-    EXIT_SOURCE_FAILED,
-    OutputExistsError,
-    default_output_dir,
-    main,
-)
+from anomalib_vadproto.deploy.score import EXIT_SOURCE_FAILED, main
+from anomalib_vadproto.deploy.writers import default_output_dir
 
 SIZE = (16, 16)
 CLIP = 3

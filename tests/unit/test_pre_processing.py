@@ -1,19 +1,20 @@
-"""The video pre-processor: resize, then grey; the same pixels as grey-then-resize."""
+"""The video pre-processor: resize, then grey, then [-1, 1]; the same pixels as grey-then-resize."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.transforms.v2 import Compose, Grayscale, Resize
+from torchvision.transforms.v2 import Compose, Grayscale, Normalize, Resize
 
 from anomalib_vadproto.components.pre_processing import video_pre_processor
 
 
 def test_grey_models_resize_then_convert_with_the_same_result_as_the_other_order():
-    transform = video_pre_processor((16, 24), grayscale=True, signed=False).transform
-    assert [type(t) for t in transform.transforms] == [Resize, Grayscale]
+    transform = video_pre_processor((16, 24), grayscale=True).transform
+    assert [type(t) for t in transform.transforms] == [Resize, Grayscale, Normalize]
     clips = torch.rand(2, 3, 3, 40, 60, generator=torch.Generator().manual_seed(0))
-    reference = Compose([Grayscale(num_output_channels=1), Resize((16, 24), antialias=False)])(clips)
+    grey_first = [Grayscale(num_output_channels=1), Resize((16, 24), antialias=False)]
+    reference = Compose([*grey_first, Normalize(mean=[0.5], std=[0.5])])(clips)
     ours = transform(clips)
     assert ours.shape == (2, 3, 1, 16, 24)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
@@ -23,7 +24,7 @@ def test_known_answer_grey_weights_and_signed_range():
     # a constant RGB clip: grey = 0.2989 R + 0.587 G + 0.114 B (ITU-R 601-2), then [0, 1] -> [-1, 1]
     clip = torch.empty(1, 2, 3, 16, 16)
     clip[:, :, 0], clip[:, :, 1], clip[:, :, 2] = 1.0, 0.5, 0.0
-    out = video_pre_processor((8, 8), grayscale=True, signed=True).transform(clip)
+    out = video_pre_processor((8, 8), grayscale=True).transform(clip)
     expected = 2 * (0.2989 * 1.0 + 0.587 * 0.5) - 1
     torch.testing.assert_close(out, torch.full((1, 2, 1, 8, 8), expected), rtol=0, atol=1e-3)
 

@@ -1,10 +1,11 @@
-"""Run a PyTorch export (``anomalib export --export_type torch``) or a live module on clips.
+"""The PyTorch back-end: run a torch export (``anomalib export --export_type torch``) or a live module on clips.
 
 anomalib 2.7's torch export is ``torch.save({"model": module})``: a pickle of the whole Lightning
 module, so loading it runs code from the file. Like anomalib's ``TorchInferencer``, loading one needs
 ``TRUST_REMOTE_CODE=1`` in the environment. The module scores clips through the same read-only
 ``predict_clip`` pipeline that the ONNX/OpenVINO export traces (pre-processor, model,
-post-processor), at any frame size.
+post-processor), at any frame size. The OpenVINO back-end is :mod:`.openvino`; :func:`~.loader.load_clip_model`
+picks one of them by file type.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from anomalib_vadproto.components.metadata import ModelMetadata
+
 from .clip_model import check_clips
-from .metadata import ModelMetadata
 
 if TYPE_CHECKING:
     from torch import Tensor

@@ -1,4 +1,9 @@
-"""Helpers shared by the benchmark commands: data preparation, run metadata, results files."""
+"""Helpers shared by the benchmark commands: data preparation, run metadata, results files.
+
+The benchmarks are a package run from the repository's root (``python -m benchmarks.<name>``); the
+investigations in ``research/`` import these helpers as ``benchmarks.common``. Every command writes its
+results file with :func:`record`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import datetime as dt
 import functools
 import json
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -104,14 +110,87 @@ NOT_TRAINING = ("compile", "compile_mode", "channels_last", "log_step_losses", "
 def training_settings(text: str) -> tuple[Any, Any]:
     """:func:`settings` without the :data:`NOT_TRAINING` arguments."""
     init_args, epochs = settings(text)
+    return training_args(init_args), epochs
+
+
+def training_args(init_args: Any) -> Any:  # noqa: ANN401
+    """Model ``init_args`` without the :data:`NOT_TRAINING` arguments (anything else as it is)."""
     if isinstance(init_args, dict):
-        init_args = {key: value for key, value in init_args.items() if key not in NOT_TRAINING}
-    return init_args, epochs
+        return {key: value for key, value in init_args.items() if key not in NOT_TRAINING}
+    return init_args
 
 
-def smoothing_mode_of(record: dict[str, Any]) -> str:
+def model_settings(model: str, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a run of ``model``'s ``profile`` config trains with, for a results file's ``run_settings``.
+
+    The config's path, model ``class_path``, ``init_args`` and ``trainer`` section as the run read them,
+    and the ``overrides`` of ``init_args`` the run applied on top (``--set``, ``--seed``, speed options).
+    A profile without a config gives empty ``init_args`` and ``trainer``.
+    """
+    import yaml
+
+    path = config_path(model, profile)
+    config = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    section = config.get("model") or {}
+    return {
+        "config": shown_path(path),
+        "class_path": section.get("class_path"),
+        "init_args": section.get("init_args") or {},
+        "trainer": config.get("trainer") or {},
+        "overrides": dict(overrides or {}),
+    }
+
+
+def init_args_of(module: Any) -> dict[str, Any]:  # noqa: ANN401
+    """The init arguments a built (or checkpoint-loaded) model holds in ``hparams``: those JSON can store as they are.
+
+    Plain values (numbers, strings, booleans, ``None``) and lists, tuples and dicts of them; objects such as
+    a pre-processor are left out.
+    """
+
+    def plain(value: Any) -> bool:  # noqa: ANN401
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return True
+        if isinstance(value, (list, tuple)):
+            return all(plain(item) for item in value)
+        if isinstance(value, dict):
+            return all(isinstance(key, str) and plain(item) for key, item in value.items())
+        return False
+
+    hparams = getattr(module, "hparams", None) or {}
+    return {str(key): value for key, value in dict(hparams).items() if plain(value)}
+
+
+def stored_training_settings(result: dict[str, Any], model: str) -> tuple[Any, Any] | None:
+    """:func:`training_settings` of the config a results file's run read, from the settings the file stores.
+
+    ``None`` for a file without them (written before :func:`record` stored ``run_settings``).
+    """
+    entry = ((result.get("run_settings") or {}).get("models") or {}).get(model)
+    if not isinstance(entry, dict) or "init_args" not in entry:
+        return None
+    return training_args(entry["init_args"]), (entry.get("trainer") or {}).get("max_epochs")
+
+
+def configured_as_now(result: dict[str, Any]) -> bool | None:
+    """Whether the run of an accuracy results file read its profile config's training settings as they are now.
+
+    From the settings the file stores (``run_settings``); for an older file without them, from the config
+    at the file's commit in git (:func:`configured_at`). ``None`` when it cannot be told.
+    """
+    model, profile = result["model"], result["profile"]
+    then = stored_training_settings(result, model)
+    if then is None:
+        return configured_at(model, profile, result.get("commit", "unknown"))
+    path = config_path(model, profile)
+    if not path.is_file():
+        return None
+    return then == training_settings(path.read_text())
+
+
+def smoothing_mode_of(result: dict[str, Any]) -> str:
     """The border handling a results file's smoothed AUC used: recorded since it was settable, else edge padding."""
-    return str(record.get("smoothing_mode", "nearest"))
+    return str(result.get("smoothing_mode", "nearest"))
 
 
 def commit() -> str:
@@ -150,13 +229,55 @@ def shown_path(path: Path) -> str:
     return resolved.relative_to(REPO).as_posix() if resolved.is_relative_to(REPO) else str(path)
 
 
-def write_result(record: dict[str, Any], name: str) -> Path:
-    """Write one results file ``benchmarks/results/<name>_<timestamp>.json`` and return its path."""
+def command_line(module: str, argv: list[str] | None = None) -> str:
+    """The command that runs ``module`` with ``argv`` (default: this process's): ``python -m <module> <args>``."""
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+
+
+#: The fields :func:`record` writes itself.
+RECORD_FIELDS = ("commit", "date", "device", "command", "torch_threads", "run_settings")
+
+
+def record(
+    name: str,
+    data: dict[str, Any],
+    *,
+    module: str,
+    argv: list[str] | None = None,
+    settings: dict[str, Any] | None = None,
+    started_on: str | None = None,
+) -> Path:
+    """Write one results file ``benchmarks/results/<name>_<UTC timestamp>.json`` and return its path.
+
+    Every benchmark (and every ``research`` script) writes its results with this. Besides ``data``, the
+    file holds ``commit`` (``started_on``: the commit the run started on, default the current one, with
+    ``-dirty`` for uncommitted changes), ``date``, ``device`` (the CPU model and torch threads, or the
+    GPU), ``command`` (``python -m <module> <argv>``, ``argv`` defaulting to this process's arguments),
+    ``torch_threads`` and ``run_settings``: the settings the run used (``settings``; per model, under
+    ``models``, its config's values as :func:`model_settings` gives them), so that a reader of the file
+    (``make_table``) needs neither the config nor git history to tell which settings made the result.
+
+    Raises:
+        ValueError: ``data`` holds one of the fields the record writes itself (:data:`RECORD_FIELDS`).
+    """
+    import torch
+
+    clash = sorted(set(data) & set(RECORD_FIELDS))
+    if clash:
+        raise ValueError(f"record() writes {clash} itself; pass the commit as started_on, not in data")
     RESULTS.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc)
-    record = {"commit": commit(), "date": now.isoformat(timespec="seconds"), "device": device_name(), **record}
+    result = {
+        "commit": started_on or commit(),
+        "date": now.isoformat(timespec="seconds"),
+        "device": device_name(),
+        "command": command_line(module, argv),
+        **data,
+        "torch_threads": torch.get_num_threads(),
+        "run_settings": settings or {},
+    }
     path = RESULTS / f"{name}_{now.strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
+    path.write_text(json.dumps(result, indent=2, sort_keys=False, default=str) + "\n")
     return path
 
 

@@ -8,20 +8,25 @@ setup time is recorded) and, for comparison, with 2 workers filling caches of th
 (``frame_cache_2_workers_unshared``: each worker decodes what it reads, again every epoch), for a first
 and a second pass over the same batches.
 
-    python benchmarks/data_loading.py
+    python -m benchmarks.data_loading
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import shlex
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, ensure_ped2, write_result  # noqa: E402
+from benchmarks.common import commit, ensure_ped2, record
+
+#: The loaders timed: their ``LocalUCSDped`` options (``_unshared``: workers fill caches of their own).
+VARIANTS = {
+    "anomalib_reader_2_workers": {"num_workers": 2, "cache_frames": False},
+    "frame_cache_0_workers": {"num_workers": 0, "cache_frames": True},
+    "frame_cache_2_workers": {"num_workers": 2, "cache_frames": True},
+    "frame_cache_2_workers_unshared": {"num_workers": 2, "cache_frames": True},
+}
 
 
 def seconds_per_batch(datamodule, batches: int) -> float:  # noqa: ANN001
@@ -45,12 +50,7 @@ def main(argv: list[str] | None = None) -> Path:
     common = {"root": root, "category": "UCSDped2", "clip_length_in_frames": 5, "frames_between_clips": 1,
               "train_batch_size": 4, "seed": 0}  # fmt: skip
     results = {}
-    for name, kwargs in (
-        ("anomalib_reader_2_workers", {"num_workers": 2, "cache_frames": False}),
-        ("frame_cache_0_workers", {"num_workers": 0, "cache_frames": True}),
-        ("frame_cache_2_workers", {"num_workers": 2, "cache_frames": True}),
-        ("frame_cache_2_workers_unshared", {"num_workers": 2, "cache_frames": True}),
-    ):
+    for name, kwargs in VARIANTS.items():
         torch.manual_seed(0)
         datamodule = LocalUCSDped(**common, **kwargs)
         fill = datamodules.fill_caches_for_workers
@@ -70,21 +70,21 @@ def main(argv: list[str] | None = None) -> Path:
             "second_pass": round(second, 4),
         }
         print(f"{name}: setup {setup:.1f} s, {1e3 * first:.0f} ms per batch (1st pass), {1e3 * second:.0f} ms (2nd)")
-    record = {
+    result = {
         "kind": "speed",
         "model": "data",
         "profile": "ped2_train_clips",
-        "commit": started_on,
-        "command": "python benchmarks/"
-        + Path(__file__).name
-        + " "
-        + shlex.join(argv if argv is not None else sys.argv[1:]),
         "batches": args.batches,
         "batch": "4 clips x 5 frames, 240x360 RGB float",
         "seconds_per_batch": results,
-        "torch_threads": torch.get_num_threads(),
     }
-    path = write_result(record, "speed_data_loading_ped2")
+    run_settings = {
+        "data": {"class": LocalUCSDped.__name__, **{k: v for k, v in common.items() if k != "root"}},
+        "variants": VARIANTS,
+    }
+    path = record(
+        "speed_data_loading_ped2", result, module=__spec__.name, argv=argv, settings=run_settings, started_on=started_on
+    )
     print(path)
     return path
 

@@ -17,8 +17,8 @@ For one trained model (default: the newest lite run of ``ped2_accuracy.py``):
    (running min-max, running mean ± 3 std, validation bounds), on the frames every normaliser scores
    (the running ones skip ``--warmup`` frames per video), and offline on all scored frames.
 
-    python benchmarks/deploy_parity_throughput.py --model mnad
-    python benchmarks/deploy_parity_throughput.py --model mnad --quick    # smoke: one repeat, 2 AUC videos
+    python -m benchmarks.deploy_parity_throughput --model mnad
+    python -m benchmarks.deploy_parity_throughput --model mnad --quick    # smoke: one repeat, 2 AUC videos
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,8 +34,17 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PED2_COMPACT, REPO, commit, ensure_ped2, shown_path, write_result  # noqa: E402
+from benchmarks.common import (
+    PED2_COMPACT,
+    REPO,
+    commit,
+    config_path,
+    ensure_ped2,
+    init_args_of,
+    model_settings,
+    record,
+    shown_path,
+)
 
 logger = logging.getLogger("deploy")
 PED2_SIZE = (240, 360)
@@ -53,7 +60,7 @@ def default_checkpoint(model: str, profile: str) -> Path:
     )
     if not found:
         raise SystemExit(
-            f"No checkpoint under .cache/runs/{model}_{profile}: run `python benchmarks/ped2_accuracy.py"
+            f"No checkpoint under .cache/runs/{model}_{profile}: run `python -m benchmarks.ped2_accuracy"
             f" --model {model} --profile {profile}` first, or pass --checkpoint."
         )
     return found[-1]
@@ -62,8 +69,7 @@ def default_checkpoint(model: str, profile: str) -> Path:
 def load_module(model: str, profile: str, checkpoint: Path):  # noqa: ANN201
     from anomalib.models.components import AnomalibModule
 
-    config = REPO / "configs" / "model" / f"{model if profile == 'paper' else f'{model}_{profile}'}.yaml"
-    module = AnomalibModule.from_config(config)
+    module = AnomalibModule.from_config(config_path(model, profile))
     module = type(module).load_from_checkpoint(checkpoint, map_location="cpu")
     module.visualizer = None
     return module.eval()
@@ -171,8 +177,6 @@ def main(argv: list[str] | None = None) -> Path | None:
     videos = list(TEST_VIDEOS) if args.videos == ["all"] else args.videos
     auc_videos = list(TEST_VIDEOS) if args.auc_videos == ["all"] else args.auc_videos
 
-    import torch
-
     from anomalib_vadproto.deploy import OpenVINOClipModel, open_source, score_source
     from anomalib_vadproto.metrics.protocol import protocol_auc
 
@@ -245,16 +249,11 @@ def main(argv: list[str] | None = None) -> Path | None:
             auc[name] = {"micro": round(100 * micro, 2), "macro": round(100 * macro, 2)}
         logger.info("AUC: %s", auc)
 
-    record = {
+    result = {
         "kind": "deploy",
-        "commit": started_on,
         "model": args.model,
         "profile": args.profile,
         "dataset": "ucsd_ped2",
-        "command": "python benchmarks/"
-        + Path(__file__).name
-        + " "
-        + shlex.join(argv if argv is not None else sys.argv[1:]),
         "checkpoint": shown_path(checkpoint),
         "backend": "openvino-fp32",
         "input_size": list(PED2_SIZE),
@@ -268,14 +267,28 @@ def main(argv: list[str] | None = None) -> Path | None:
         "decode_frames_per_second": round(decode_fps, 1),
         "warmup": args.warmup,
         "auc": auc,
-        "torch_threads": torch.get_num_threads(),
         "quick": args.quick,
     }
     if args.quick:
-        logger.info("quick run, no results file: %s", json.dumps(record, indent=1))
+        logger.info("quick run, no results file: %s", json.dumps(result, indent=1))
         return None
     tag = f"_{args.tag}" if args.tag else ""
-    path = write_result(record, f"deploy_{args.model}_{args.profile}_ped2{tag}")
+    run_settings = {
+        "models": {args.model: {**model_settings(args.model, args.profile), "model_init_args": init_args_of(module)}},
+        "export": {"backend": "openvino-fp32", "input_size": list(PED2_SIZE)},
+        "parity_videos": videos,
+        "batch_sizes": args.batch_sizes,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+    }
+    path = record(
+        f"deploy_{args.model}_{args.profile}_ped2{tag}",
+        result,
+        module=__spec__.name,
+        argv=argv,
+        settings=run_settings,
+        started_on=started_on,
+    )
     logger.info("results: %s", path)
     return path
 

@@ -14,22 +14,19 @@ Data: UCSD Ped2 when ``datasets/ucsd/UCSDped2`` exists (or ``--root``/``--catego
 dataset written to a temporary folder (``--videos`` training videos of ``--frames`` frames of
 ``--height`` x ``--width``).
 
-    python benchmarks/device_clips.py                                  # CPU, or the GPU when there is one
-    python benchmarks/device_clips.py --videos 4 --frames 60 --batches 100 --device cpu
-    python benchmarks/device_clips.py --resize 256 256                 # with the model's Resize, as in training
+    python -m benchmarks.device_clips                                  # CPU, or the GPU when there is one
+    python -m benchmarks.device_clips --videos 4 --frames 60 --batches 100 --device cpu
+    python -m benchmarks.device_clips --resize 256 256                 # with the model's Resize, as in training
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, commit, shown_path, write_result  # noqa: E402
+from benchmarks.common import REPO, commit, record, shown_path
 
 VARIANTS = {"frame_cache": {"cache_frames": True}, "device_clips": {"device_clips": True}}
 
@@ -119,24 +116,37 @@ def main(argv: list[str] | None = None) -> Path:
     speedup = results["device_clips"]["steady_batches_per_second"] / results["frame_cache"]["steady_batches_per_second"]
     cpu_ratio = results["frame_cache"]["steady_cpu_ms_per_batch"] / results["device_clips"]["steady_cpu_ms_per_batch"]
     print(f"device_clips / frame_cache (steady state): {speedup:.1f}x batches/s, {cpu_ratio:.1f}x less CPU per batch")
-    command = shlex.join(argv if argv is not None else sys.argv[1:])
     resized = f", resized to {args.resize}" if args.resize else ""
     batch = f"{args.batch_size} clips x {args.clip_length} frames{resized}"
-    record = {
+    result = {
         "kind": "speed",
         "model": "data",
         "profile": "device_clips_train_batches",
-        "commit": started_on,
-        "command": f"python benchmarks/{Path(__file__).name} {command}".strip(),
         "data": data,
         "training_device": str(device),
         "batch": batch,
         "results": results,
         "steady_speedup": round(speedup, 2),
         "steady_cpu_ratio": round(cpu_ratio, 2),
-        "torch_threads": torch.get_num_threads(),
     }
-    path = write_result(record, "speed_device_clips")
+    run_settings = {
+        "data": {
+            "class": "LocalUCSDped",
+            "category": args.category,
+            "clip_length_in_frames": args.clip_length,
+            "frames_between_clips": 1,
+            "train_batch_size": args.batch_size,
+            "num_workers": 0,
+            "seed": 0,
+            "train_augmentations": f"Resize({tuple(args.resize)}, antialias=False)" if args.resize else None,
+        },
+        "variants": VARIANTS,
+        "epochs": args.epochs,
+        "max_batches_per_epoch": args.batches,
+    }
+    path = record(
+        "speed_device_clips", result, module=__spec__.name, argv=argv, settings=run_settings, started_on=started_on
+    )
     print(path)
     return path
 

@@ -11,7 +11,7 @@ uploaded), so a paper run is one prepared command that fits them:
 
        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \\
          && export PYTHONPATH=/tmp/site:$PWD \\
-         && python3 benchmarks/gpu_paper_run.py --model mnad --out $OUT --commit <sha>
+         && python3 -m benchmarks.gpu_paper_run --model mnad --out $OUT --commit <sha>
 
    with ``carry=[".device_data", ".whl"]`` and ``timeout_s`` 600. The run checks its imports first (one
    line naming what is missing), prints its time estimate, lays Ped2 out from the device copy (decoded
@@ -26,9 +26,9 @@ during training a guard extrapolates the measured step rate after the first epoc
 writing a results file that says so with the measured rate, when the rest would not fit. A run that was
 stopped is never tested: its numbers would not be the paper profile's.
 
-    python benchmarks/gpu_paper_run.py --prepare                      # here: data and wheels to carry
-    python benchmarks/gpu_paper_run.py --model mnad --out $OUT        # on the GPU machine
-    python benchmarks/gpu_paper_run.py --model mnad --profile lite --epochs 1 \
+    python -m benchmarks.gpu_paper_run --prepare                      # here: data and wheels to carry
+    python -m benchmarks.gpu_paper_run --model mnad --out $OUT        # on the GPU machine
+    python -m benchmarks.gpu_paper_run --model mnad --profile lite --epochs 1 \
         --device-data ../shared/data/ucsd_ped2_device --out /tmp/gpu_smoke          # CPU smoke run
 """
 
@@ -45,8 +45,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, SHARED, configured_epochs  # noqa: E402
+from benchmarks.common import REPO, RESULTS, SHARED, configured_epochs
 
 logger = logging.getLogger("gpu_paper_run")
 
@@ -202,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     missing = missing_modules()
     if missing:
-        logger.error("missing modules: %s (carry their wheels: python benchmarks/gpu_paper_run.py --prepare)", missing)
+        logger.error("missing modules: %s (carry their wheels: python -m benchmarks.gpu_paper_run --prepare)", missing)
         return 2
     epochs = args.epochs or configured_epochs(args.model, args.profile)
     estimate = eager_estimate_minutes(args.model, epochs) if args.profile == "paper" else None
@@ -221,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     root = lay_out_ped2(args.device_data, args.data_root)
     logger.info("Ped2 laid out from %s in %.0f s", args.device_data, time.perf_counter() - start)
 
-    from ped2_accuracy import main as accuracy_main
+    from benchmarks.ped2_accuracy import main as accuracy_main
 
     remaining = args.budget_minutes - (time.perf_counter() - start) / 60
     accuracy_args = [

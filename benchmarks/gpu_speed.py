@@ -31,10 +31,10 @@ Each finished model is written to the results file at once, so a run cut short k
 A wall-clock budget (``--budget-minutes``) skips the remaining ``torch.compile`` variants (the slow part)
 when it runs out.
 
-    python benchmarks/gpu_speed.py                                     # all five, paper profile
-    python benchmarks/gpu_speed.py --models cdda --quick               # smoke run
-    python benchmarks/gpu_speed.py --no-compile --batches 1 --train-fast   # the fast training step beside eager
-    python benchmarks/gpu_speed.py --device cpu --profile lite --quick --no-compile   # CPU smoke run
+    python -m benchmarks.gpu_speed                                     # all five, paper profile
+    python -m benchmarks.gpu_speed --models cdda --quick               # smoke run
+    python -m benchmarks.gpu_speed --no-compile --batches 1 --train-fast   # the fast training step beside eager
+    python -m benchmarks.gpu_speed --device cpu --profile lite --quick --no-compile   # CPU smoke run
 """
 
 from __future__ import annotations
@@ -43,18 +43,15 @@ import argparse
 import contextlib
 import copy
 import logging
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import FIRST_STAGE_ARGS, MODELS, commit, parse_models, settings, write_result  # noqa: E402
-from ped2_accuracy import PAPER_BATCH, model_config  # noqa: E402
-from speed import give_finite_bounds, ped2_datamodule, synchronize, training_speed  # noqa: E402
+from benchmarks.common import FIRST_STAGE_ARGS, MODELS, commit, model_settings, parse_models, record, settings
+from benchmarks.ped2_accuracy import PAPER_BATCH, model_config
+from benchmarks.speed import give_finite_bounds, ped2_datamodule, synchronize, training_speed
 
 logger = logging.getLogger("gpu_speed")
 PED2_SIZE = (240, 360)
@@ -244,12 +241,10 @@ def main(argv: list[str] | None = None) -> Path:
     seconds = 0.3 if args.quick else args.seconds
     steps = 8 if args.quick else args.train_steps
     compile_until = None if args.no_compile else started + 60 * args.budget_minutes
-    record: dict[str, Any] = {
+    result: dict[str, Any] = {
         "kind": "speed_gpu",
         "model": ",".join(models),
         "profile": args.profile,
-        "commit": started_on,
-        "command": f"python benchmarks/{Path(__file__).name} " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
@@ -261,19 +256,28 @@ def main(argv: list[str] | None = None) -> Path:
         "quick": args.quick,
         "models": {},
     }
+    train_fast = {"compile": True, "channels_last": True}
+    run_settings = {
+        "models": {name: model_settings(name, args.profile) for name in models},
+        "train_batch_size": {name: PAPER_BATCH.get(name, 4) if args.profile == "paper" else 4 for name in models},
+        "train_precisions": args.train_precisions.split(","),
+        "train_overrides": {name: one_first_stage_epoch(name, args.profile) for name in models},  # untimed stage
+        "train_fast_options": train_fast if args.train_fast else None,
+    }
     path: Path | None = None
 
     def save() -> None:
         nonlocal path
-        record["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+        result["elapsed_seconds"] = round(time.perf_counter() - started, 1)
         if path is not None:
             path.unlink()
-        path = write_result(record, f"speed_gpu_{args.profile}" + ("_quick" if args.quick else ""))
+        stem = f"speed_gpu_{args.profile}" + ("_quick" if args.quick else "")
+        path = record(stem, result, module=__spec__.name, argv=argv, settings=run_settings, started_on=started_on)
 
     with tempfile.TemporaryDirectory() as data_root:
         for name in models:  # eager inference and training first: the compile phase is the one a budget cuts
             entry: dict[str, Any] = {"config": model_config(name, args.profile).name}
-            record["models"][name] = entry
+            result["models"][name] = entry
             try:
                 module = build_model(name, args.profile, args.device)
                 entry["image_size"] = list(module.image_size)
@@ -291,8 +295,7 @@ def main(argv: list[str] | None = None) -> Path:
                 precisions = args.train_precisions.split(",")
                 variants = [(precision, precision, {}) for precision in precisions]
                 if args.train_fast:
-                    fast = {"compile": True, "channels_last": True}
-                    variants += [(f"{precision}+fast", precision, fast) for precision in precisions]
+                    variants += [(f"{precision}+fast", precision, train_fast) for precision in precisions]
                 for key, precision, options in variants:
                     try:
                         # one first-stage epoch, untimed (see the module docstring)
@@ -312,13 +315,13 @@ def main(argv: list[str] | None = None) -> Path:
             try:
                 module = build_model(name, args.profile, args.device)
                 compiled = inference_speed(module, batches, args.device, seconds, compile_until)
-                speeds = record["models"][name].setdefault("inference_clips_per_second", {})
+                speeds = result["models"][name].setdefault("inference_clips_per_second", {})
                 for key, value in compiled.items():
                     speeds.setdefault(key, {}).update(value)
                 del module
             except Exception as error:  # noqa: BLE001
                 logger.exception("%s compile failed", name)
-                record["models"][name]["compile_error"] = repr(error)
+                result["models"][name]["compile_error"] = repr(error)
             save()
     logger.info("wrote %s", path)
     return path

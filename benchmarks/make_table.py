@@ -2,7 +2,10 @@
 
 Never type a number into a table by hand: run this after a benchmark.
 
-    python benchmarks/make_table.py
+    python -m benchmarks.make_table
+
+Only the files directly in ``benchmarks/results/`` are read: superseded files moved to
+``benchmarks/results/archive/`` are not. Each table row prints the command its results file recorded.
 """
 
 from __future__ import annotations
@@ -10,16 +13,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from benchmarks.common import (
     FIRST_STAGE_ARGS,
     REPO,
     RESULTS,
     config_path,
-    configured_at,
+    configured_as_now,
     configured_epochs,
     settings,
     smoothing_mode_of,
@@ -35,8 +36,9 @@ def latest_accuracy() -> list[dict]:
     """The newest accuracy record per (model, profile, tag) on Ped2 of the profile as configured now.
 
     A run with another number of epochs than the config's, or made when the config's settings differed
-    from today's (an earlier or discarded profile), stays in the model README's history, not in the
-    generated tables. So does a trial that overrode model arguments (``ped2_accuracy.py --set``).
+    from today's (an earlier or discarded profile: the settings the results file stores, or for older
+    files the config at its commit in git), stays in the model README's history, not in the generated
+    tables. So does a trial that overrode model arguments (``ped2_accuracy --set``).
     """
     latest: dict[tuple, dict] = {}
     for path in sorted(RESULTS.glob("accuracy_*.json")):
@@ -46,7 +48,7 @@ def latest_accuracy() -> list[dict]:
         epochs = configured_epochs(record["model"], record["profile"])
         if epochs is not None and record.get("epochs") != epochs:
             continue
-        if configured_at(record["model"], record["profile"], record.get("commit", "unknown")) is False:
+        if configured_as_now(record) is False:
             continue
         record["file"] = path.relative_to(REPO).as_posix()
         prefix = path.stem.rsplit("_", 1)[0]

@@ -4,13 +4,15 @@ Fixed epochs (from the model config, or ``--epochs``), no checkpoint chosen on t
 after the last epoch is tested once. Reports the protocol AUC (per-video min-max, micro over all
 frames; macro = mean per-video AUC), anomalib's pooled image AUROC, and train/test wall time.
 
-    python benchmarks/ped2_accuracy.py --model mnad --profile lite
-    python benchmarks/ped2_accuracy.py --model mnad --profile paper   # GPU (see gpu_paper_run.py)
+    python -m benchmarks.ped2_accuracy --model mnad --profile lite
+    python -m benchmarks.ped2_accuracy --model mnad --profile paper   # GPU (see gpu_paper_run.py)
 
 ``--fast`` turns on the options that change the speed of training, not its mathematics (the models'
 ``FAST_OPTIONS``, the datamodule's ``device_clips``); the results file records them. ``--budget-minutes``
 stops a run whose measured epochs would not fit (the run is then not tested; a ``stopped_*`` file
-records the measured rate).
+records the measured rate). The results file stores the settings the run trained with
+(``run_settings``: the config's model ``init_args`` and ``trainer`` values, the overrides applied, the
+data and trainer options).
 """
 
 from __future__ import annotations
@@ -19,17 +21,23 @@ import argparse
 import importlib
 import logging
 import re
-import shlex
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import yaml
 from lightning.pytorch import Callback
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, commit, config_path, ensure_ped2, epoch_logger, write_result  # noqa: E402
+from benchmarks.common import (
+    REPO,
+    commit,
+    config_path,
+    ensure_ped2,
+    epoch_logger,
+    init_args_of,
+    model_settings,
+    record,
+)
 
 #: Datamodule options of ``--fast``: speed only (the same batches).
 FAST_DATA_OPTIONS = {"device_clips": True}
@@ -120,7 +128,6 @@ def main(argv: list[str] | None = None) -> Path:
     started_on = args.commit_override or commit()  # the code at start; edits during a long run do not count
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    import torch
     from anomalib.engine import Engine
     from anomalib.models.components import AnomalibModule
 
@@ -179,11 +186,30 @@ def main(argv: list[str] | None = None) -> Path:
         "train_batch_size": batch,
         "precision": precision,
     }
+    run_settings = {
+        "models": {
+            args.model: {
+                **model_settings(
+                    args.model, args.profile, {key.removeprefix("model.init_args."): v for key, v in overrides.items()}
+                ),
+                "model_init_args": init_args_of(model),  # what the model was built with: config and overrides
+            }
+        },
+        "data": {
+            "class": type(datamodule).__name__,
+            "cache_frames": not args.no_frame_cache,
+            "train_batch_size": batch,
+            "eval_batch_size": args.eval_batch_size,
+            "num_workers": args.num_workers,
+            **fast_data,
+        },
+        "engine": {"max_epochs": epochs, "precision": precision},
+    }
+    recorded = {"module": __spec__.name, "argv": argv, "settings": run_settings, "started_on": started_on}
     if guard is not None and guard.stopped is not None:  # not the profile's model: never tested
-        record = {"kind": "stopped", "commit": started_on, "model": args.model, "profile": args.profile,
-                  "command": command_line(argv), "epochs": epochs, **run_facts, **guard.stopped,
-                  "epoch_seconds": timer.epoch_seconds}  # fmt: skip
-        path = write_result(record, f"stopped_{args.model}_{args.profile}_ped2")
+        stopped = {"kind": "stopped", "model": args.model, "profile": args.profile, "epochs": epochs,
+                   **run_facts, **guard.stopped, "epoch_seconds": timer.epoch_seconds}  # fmt: skip
+        path = record(f"stopped_{args.model}_{args.profile}_ped2", stopped, **recorded)
         copy_out(path, args.out)
         logger.error("stopped by the budget after epoch %d: %s", guard.stopped["epochs_done"], path)
         return path
@@ -196,13 +222,11 @@ def main(argv: list[str] | None = None) -> Path:
 
     curves = plot_protocol_result(result, work / "score_curves")  # one PNG per test video, for a person to look at
     logger.info("score curves: %s", curves[0].parent if curves else "none")
-    record = {
+    accuracy = {
         "kind": "accuracy",
-        "commit": started_on,
         "model": args.model,
         "profile": args.profile,
         "dataset": "ucsd_ped2",
-        "command": command_line(argv),
         "epochs": epochs,
         **run_facts,
         "frame_cache": not args.no_frame_cache,
@@ -237,21 +261,20 @@ def main(argv: list[str] | None = None) -> Path:
         "train_seconds": round(train_seconds, 1),
         "epoch_seconds": timer.epoch_seconds,
         "test_seconds": round(test_seconds, 1),
-        "torch_threads": torch.get_num_threads(),
     }
-    record.update(getattr(model, "run_summary", dict)())  # model-specific facts (e.g. DLAN-AC's M, stage times)
+    accuracy.update(getattr(model, "run_summary", dict)())  # model-specific facts (e.g. DLAN-AC's M, stage times)
     if hasattr(model.model, "assignment_statistics"):  # DLAN-AC: how its soft assignment uses the kept clusters
-        record["test_assignment"] = test_assignment_statistics(model, datamodule)
+        accuracy["test_assignment"] = test_assignment_statistics(model, datamodule)
     if args.model in PAPER_FACTS:
-        record["paper"] = PAPER_FACTS[args.model]
+        accuracy["paper"] = PAPER_FACTS[args.model]
     tag = f"_{args.tag}" if args.tag else ""
-    path = write_result(record, f"accuracy_{args.model}_{args.profile}_ped2{tag}")
+    path = record(f"accuracy_{args.model}_{args.profile}_ped2{tag}", accuracy, **recorded)
     copy_out(path, args.out)
     logger.info(
         "protocol micro %.2f macro %.2f pooled %.2f -> %s",
-        record["protocol_auc_micro"],
-        record["protocol_auc_macro"],
-        record["pooled_auroc"],
+        accuracy["protocol_auc_micro"],
+        accuracy["protocol_auc_macro"],
+        accuracy["pooled_auroc"],
         path,
     )
     return path
@@ -289,10 +312,6 @@ def test_assignment_statistics(model, datamodule) -> dict:  # noqa: ANN001
         "num_clusters": int(stats["num_clusters"]),
         "num_locations": locations,
     }
-
-
-def command_line(argv: list[str] | None) -> str:
-    return "python benchmarks/" + Path(__file__).name + " " + shlex.join(argv if argv is not None else sys.argv[1:])
 
 
 def supported_options(target: object, options: dict[str, object]) -> dict[str, object]:

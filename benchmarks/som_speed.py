@@ -14,21 +14,18 @@ time), with the load average.
 
 Also estimates the SOM time of the paper profile's AC stage on Ped2 (24,860 maps: 2486 per epoch x 10 epochs).
 
-    python benchmarks/som_speed.py
-    python benchmarks/som_speed.py --sizes paper --maps 16 --batch 8 --num-warps 8,16   # on a GPU
+    python -m benchmarks.som_speed
+    python -m benchmarks.som_speed --sizes paper --maps 16 --batch 8 --num-warps 8,16   # on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, write_result  # noqa: E402
+from benchmarks.common import commit, record
 
 SIZES = {"paper": (512, 32), "lite": (128, 16)}  # feature dim C, map side (N = side²)
 PED2_PAPER_MAPS = 2486 * 10
@@ -117,7 +114,8 @@ def main(argv: list[str] | None = None) -> Path:
     has_cuda = torch.cuda.is_available()
     warp_counts = [int(w) for w in args.num_warps.split(",") if w.strip()] or [None]
     results = {}
-    for size in [name.strip() for name in args.sizes.split(",") if name.strip()]:
+    sizes = [name.strip() for name in args.sizes.split(",") if name.strip()]
+    for size in sizes:
         dim, side = SIZES[size]
         maps = feature_maps(args.maps + 1, dim, side)
         for neighbourhood in ("gaussian", "truncated"):
@@ -142,25 +140,25 @@ def main(argv: list[str] | None = None) -> Path:
                     entry[key]["ped2_paper_ac_minutes"] = round(entry[key]["ms_per_map"] * PED2_PAPER_MAPS / 6e4, 1)
                 print(f"{size} {neighbourhood}: {key} {entry[key]}")
             results[f"{size}_{neighbourhood}"] = entry
-    record = {
+    result = {
         "kind": "speed",
         "model": "dlan_ac",
         "profile": "som",
-        "commit": started_on,
-        "command": "python benchmarks/"
-        + Path(__file__).name
-        + " "
-        + shlex.join(argv if argv is not None else sys.argv[1:]),
         "som_iterations": args.iterations,
         "num_neurons": 25,
         "maps_timed": args.maps,
         "cuda": torch.cuda.get_device_name(0) if has_cuda else None,
-        "torch_threads": torch.get_num_threads(),
         "load_average_1min": round(os.getloadavg()[0], 2),  # other work on the machine inflates wall times
         "ms_per_map": results,
         "note": "host: NumPy loop + read-out of z per map; triton: one launch per batch of maps, then the read-out",
     }
-    path = write_result(record, "speed_som")
+    run_settings = {
+        "som": {"num_iterations": args.iterations, "num_neurons": 25, "neighbourhoods": ["gaussian", "truncated"]},
+        "sizes": {size: SIZES[size] for size in sizes},
+        "maps_per_launch": args.batch,
+        "num_warps": warp_counts,
+    }
+    path = record("speed_som", result, module=__spec__.name, argv=argv, settings=run_settings, started_on=started_on)
     print(path)
     return path
 

@@ -10,16 +10,16 @@ For every model (lite profile by default, the weights of its last ``ped2_accurac
   stored in half precision; this CPU has no FP16 arithmetic, so OpenVINO computes in FP32) and INT8
   (``INT8_PTQ``: NNCF post-training quantisation calibrated on 300 training clips). Inputs are raw
   Ped2-size frames (240x360 RGB); every pipeline resizes them itself. GPU speeds:
-  ``benchmarks/gpu_speed.py``.
+  ``python -m benchmarks.gpu_speed``.
 * **training**: clips per second of the optimisation step (forward, losses, backward, optimiser,
   state updates) through anomalib's Engine on Ped2 at the profile's batch, data loading excluded.
 * **AUC change** (``--auc``): the papers' protocol AUC on the Ped2 test set from each export's cues,
   against PyTorch's read-only scores of the same clips (the reference; MNAD/LGN-Net's stateful
   test-time memory update cannot run in an exported graph).
 
-    python benchmarks/speed.py                          # all five models, speed only
-    python benchmarks/speed.py --auc                    # plus each export's AUC on Ped2
-    python benchmarks/speed.py --models mnad --quick    # a smoke run
+    python -m benchmarks.speed                          # all five models, speed only
+    python -m benchmarks.speed --auc                    # plus each export's AUC on Ped2
+    python -m benchmarks.speed --models mnad --quick    # a smoke run
 """
 
 from __future__ import annotations
@@ -27,17 +27,24 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import FIRST_STAGE_ARGS, MODELS, REPO, commit, ensure_ped2, parse_models, write_result  # noqa: E402
-from ped2_accuracy import PAPER_BATCH, model_config  # noqa: E402
+from benchmarks.common import (
+    FIRST_STAGE_ARGS,
+    MODELS,
+    REPO,
+    commit,
+    ensure_ped2,
+    init_args_of,
+    model_settings,
+    parse_models,
+    record,
+)
+from benchmarks.ped2_accuracy import PAPER_BATCH, model_config
 
 logger = logging.getLogger("speed")
 PED2_SIZE = (240, 360)
@@ -83,7 +90,9 @@ def checkpoints_or_latest(given: list[Path] | None, model: str, profile: str, wo
     """The given checkpoints, all of which must exist, or else the newest one ``ped2_accuracy.py`` wrote."""
     checkpoints = given or [latest_checkpoint(model, profile, work_dir)]
     if checkpoints[0] is None:
-        raise SystemExit(f"No {model} {profile} checkpoint under {work_dir}: run ped2_accuracy.py first.")
+        raise SystemExit(
+            f"No {model} {profile} checkpoint under {work_dir}: run python -m benchmarks.ped2_accuracy first."
+        )
     missing = [str(path) for path in checkpoints if not path.is_file()]
     if missing:
         raise SystemExit(f"Checkpoints not found: {missing}")
@@ -319,18 +328,18 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     started_on = commit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    import torch
-
     models = parse_models(args.models)
     batches = [int(b) for b in args.batches.split(",")]
     seconds = 0.5 if args.quick else args.seconds
     root = ensure_ped2()
     per_model: dict[str, Any] = {}
+    settings_of: dict[str, Any] = {}
     for name in models:
         checkpoint = latest_checkpoint(name, args.profile, args.work_dir)
         if checkpoint is None:
             logger.warning("%s: no checkpoint under %s; random weights (speed only)", name, args.work_dir)
         module = load_model(name, args.profile, checkpoint)
+        settings_of[name] = {**model_settings(name, args.profile), "model_init_args": init_args_of(module)}
         train_batch = PAPER_BATCH.get(name, 4) if args.profile == "paper" else 4
         datamodule = ped2_datamodule(module, root, train_batch, eval_batch=8)
         entry: dict[str, Any] = {
@@ -364,20 +373,29 @@ def main(argv: list[str] | None = None) -> Path:
             if batch.startswith("batch")
         }
         logger.info("%s: OpenVINO FP32 / eager = %s", name, speed_up)
-    record = {
+    result = {
         "kind": "speed",
         "model": ",".join(models),
         "profile": args.profile,
-        "commit": started_on,
-        "command": f"python benchmarks/{Path(__file__).name} " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "torch_threads": torch.get_num_threads(),
         "openvino_precision": "f32",  # OpenVINOClipModel's inference precision hint for unquantised layers
         "input_frame_size": list(PED2_SIZE),
         "batches": batches,
         "quick": args.quick,
         "models": per_model,
     }
-    path = write_result(record, f"speed_inference_{args.profile}" + ("_quick" if args.quick else ""))
+    run_settings = {
+        "models": settings_of,  # the inference model's: the checkpoint's init args where one was loaded
+        "train_batch_size": {name: PAPER_BATCH.get(name, 4) if args.profile == "paper" else 4 for name in models},
+        "eval_batch_size": 8,
+    }
+    path = record(
+        f"speed_inference_{args.profile}" + ("_quick" if args.quick else ""),
+        result,
+        module=__spec__.name,
+        argv=argv,
+        settings=run_settings,
+        started_on=started_on,
+    )
     logger.info("wrote %s", path)
     return path
 

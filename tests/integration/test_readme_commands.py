@@ -10,7 +10,10 @@ starts a command) and each is exercised by its kind:
   that train a paper-sized network get arguments appended that make it tiny (the verbatim line is
   parsed and instantiated by anomalib's CLI first);
 * ``anomalib-vadproto demo`` runs verbatim;
-* the benchmark commands are checked to parse (a run takes from minutes to hours);
+* the benchmark commands (``python -m benchmarks.<name>``) and the investigations' (``python -m
+  research.<name>``) are checked to parse (a run takes from minutes to hours), and so is each command
+  that a results file recorded and a generated table prints (``python benchmarks/<name>.py``, the
+  form before the benchmarks became a package), as the module it names now;
 * a live source (a stream URL or a camera) is checked to parse: there is no camera here;
 * ``pip install ...`` and ``python -m pytest`` are CI's own command (``.ci/run``), and the wheel that
   ``pip install .`` builds is checked to carry the autoload hook.
@@ -68,7 +71,9 @@ def kind(command: str) -> str:
         (r"pip install ", "ci"),
         (r"python -m pytest", "ci"),
         (r"anomalib-vadproto demo$", "demo"),
-        (r"python benchmarks/\w+\.py", "benchmark"),
+        (r"python -m benchmarks\.\w+", "benchmark"),
+        (r"python -m research\.\w+", "research"),
+        (r"python benchmarks/\w+\.py", "recorded"),
         (r"anomalib-vadproto score \S+ (rtsp|rtmp|https?)://|anomalib-vadproto score \S+ /dev/video", "live"),
         (r"python -m anomalib_vadproto\.data\.synthetic_video ", "generator"),
         (r"anomalib-vadproto make-synthetic ", "generator"),
@@ -225,7 +230,7 @@ def test_the_data_generators_run(tmp_path):
 
 # ---------------------------------------------------------------------- commands checked to parse
 _PARSE_ONLY = r"""
-import argparse, json, runpy, sys
+import argparse, importlib.util, json, runpy, sys
 
 class Parsed(Exception):
     pass
@@ -237,30 +242,55 @@ def parse(self, args=None, namespace=None):
 original = argparse.ArgumentParser.parse_args
 argparse.ArgumentParser.parse_args = parse
 failures = {}
-for argv in json.loads(sys.argv[1]):
-    if len(argv) == 1:  # no arguments to check: the script must compile (running it would do the work)
-        compile(open(argv[0]).read(), argv[0], "exec")
+for module, *args in json.loads(sys.argv[1]):
+    if not args:  # no arguments to check: the module must compile (running it would do the work)
+        origin = importlib.util.find_spec(module).origin
+        compile(open(origin).read(), origin, "exec")
         continue
-    sys.argv = argv
+    sys.argv = [module, *args]
     try:
-        runpy.run_path(argv[0], run_name="__main__")
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
     except Parsed:
         continue
     except SystemExit as exc:
-        failures[" ".join(argv)] = f"exit {exc.code}"
+        failures[" ".join(sys.argv)] = f"exit {exc.code}"
     else:
-        failures[" ".join(argv)] = "finished without parsing its arguments"
+        failures[" ".join(sys.argv)] = "finished without parsing its arguments"
 print(json.dumps(failures))
 """
 
 
+def module_argv(argv: list[str]) -> list[str]:
+    """``[module, *args]`` of a benchmark or research command: ``python -m <module> ...``, or a recorded
+    ``python benchmarks/<name>.py ...`` as the module that script is now (``benchmarks.<name>``, or
+    ``research.<name>`` for an investigation that moved there)."""
+    if argv[1] == "-m":
+        return argv[2:]
+    name = Path(argv[1]).stem
+    package = next((p for p in ("benchmarks", "research") if (REPO / p / f"{name}.py").is_file()), "benchmarks")
+    return [f"{package}.{name}", *argv[2:]]
+
+
+def test_recorded_commands_map_to_the_modules_of_today():
+    assert module_argv(["python", "-m", "benchmarks.speed", "--auc"]) == ["benchmarks.speed", "--auc"]
+    assert module_argv(["python", "benchmarks/ped2_accuracy.py", "--model", "mnad"]) == [
+        "benchmarks.ped2_accuracy", "--model", "mnad",
+    ]  # fmt: skip
+    assert module_argv(["python", "benchmarks/int8_scope.py", "--model", "apn"]) == [
+        "research.int8_scope", "--model", "apn",
+    ]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_the_benchmark_commands_parse():
-    """Each benchmark command of the README names a script that exists and accepts those arguments."""
-    argvs = [argv[1:] for c in readme_commands() if kind(c) == "benchmark" for argv in expand(c)]
+    """Each benchmark, research or recorded command of the README names a module that exists and accepts its
+    arguments."""
+    runnable = ("benchmark", "research", "recorded")
+    argvs = [module_argv(argv) for c in readme_commands() if kind(c) in runnable for argv in expand(c)]
     assert argvs
-    for argv in argvs:
-        assert (REPO / argv[0]).is_file(), argv
+    assert {kind(c) for c in readme_commands()} >= {"benchmark", "research"}
+    for module, *_ in argvs:
+        assert (REPO / f"{module.replace('.', '/')}.py").is_file(), module
     proc = subprocess.run(
         [sys.executable, "-c", _PARSE_ONLY, json.dumps(argvs)], cwd=REPO, capture_output=True, text=True, timeout=600
     )

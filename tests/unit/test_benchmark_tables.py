@@ -1,16 +1,11 @@
-"""The results tables show only runs of a profile as it is configured now (``benchmarks/common.py``)."""
+"""The results tables show only runs of a profile as it is configured now (``benchmarks.common``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REPO, load_benchmark
-
-
-@pytest.fixture(scope="module")
-def common():  # noqa: ANN201
-    return load_benchmark("common")
-
+from benchmarks import common, make_table, ped2_accuracy, speed
+from tests.conftest import REPO
 
 CONFIG = """# a comment
 model:
@@ -23,7 +18,7 @@ trainer:
 """
 
 
-def test_settings_ignore_comments_and_see_every_value(common) -> None:  # noqa: ANN001
+def test_settings_ignore_comments_and_see_every_value() -> None:
     same = CONFIG.replace("# a comment", "# another comment\n# and more")
     assert common.settings(same) == common.settings(CONFIG)
     assert common.settings(CONFIG.replace("lr_drop_epoch: 9", "lr_drop_epoch: 3")) != common.settings(CONFIG)
@@ -31,7 +26,7 @@ def test_settings_ignore_comments_and_see_every_value(common) -> None:  # noqa: 
     assert common.settings(CONFIG) == ({"lr": 5.0e-4, "lr_drop_epoch": 9}, 17)
 
 
-def test_configured_at_compares_a_revision_with_now(common) -> None:  # noqa: ANN001
+def test_configured_at_compares_a_revision_with_now() -> None:
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
     # Head's committed config against the working tree: equal unless a config is being edited.
@@ -44,12 +39,7 @@ def test_configured_at_compares_a_revision_with_now(common) -> None:  # noqa: AN
     assert common.configured_at("cdda", "no_such_profile", "HEAD") is None  # no config now
 
 
-@pytest.fixture(scope="module")
-def make_table():  # noqa: ANN201
-    return load_benchmark("make_table")
-
-
-def test_seed_spread_averages_one_run_per_seed(make_table) -> None:  # noqa: ANN001
+def test_seed_spread_averages_one_run_per_seed() -> None:
     def run(micro: float, seed: int, tag: str = "", epochs: int = 17) -> dict:
         return {
             "model": "cdda",
@@ -66,7 +56,7 @@ def test_seed_spread_averages_one_run_per_seed(make_table) -> None:  # noqa: ANN
     assert spread == {("cdda", "lite"): "mean of seeds 42, 43, 44: **87.00** (84.00–90.00)"}
 
 
-def test_seed_spread_keeps_precisions_apart(make_table) -> None:  # noqa: ANN001
+def test_seed_spread_keeps_precisions_apart() -> None:
     def run(micro: float, seed: int, precision: str) -> dict:
         tag = "" if seed == 42 else f"seed{seed}"
         record = {"model": "mnad", "profile": "lite", "epochs": 6, "seed": seed, "tag": tag}
@@ -80,7 +70,7 @@ def test_seed_spread_keeps_precisions_apart(make_table) -> None:  # noqa: ANN001
     }
 
 
-def test_trials_with_model_overrides_stay_out_of_the_tables(make_table, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_trials_with_model_overrides_stay_out_of_the_tables(tmp_path, monkeypatch) -> None:
     import json
 
     results = tmp_path / "benchmarks" / "results"
@@ -97,7 +87,7 @@ def test_trials_with_model_overrides_stay_out_of_the_tables(make_table, tmp_path
     assert shown[0]["file"] == "benchmarks/results/accuracy_cdda_lite_ped2_20990101T000000.json"
 
 
-def test_gpu_table_keeps_compile_figures_of_fixed_runs_only(make_table, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_gpu_table_keeps_compile_figures_of_fixed_runs_only(tmp_path, monkeypatch) -> None:
     import json
 
     results = tmp_path / "benchmarks" / "results"
@@ -128,7 +118,7 @@ def test_gpu_table_keeps_compile_figures_of_fixed_runs_only(make_table, tmp_path
     assert "| MNAD | 1.0 M | 120 | – | 120 |" in table
 
 
-def test_paper_training_minutes_counts_every_ped2_clip_once_per_epoch(make_table) -> None:  # noqa: ANN001
+def test_paper_training_minutes_counts_every_ped2_clip_once_per_epoch() -> None:
     # MNAD's paper profile: 60 epochs of ceil((2550 - 16 * 4) / 4) = 622 steps
     assert make_table.paper_training_minutes("mnad", {"batch": 4, "step_seconds": 0.02}) == pytest.approx(
         622 * 60 * 0.02 / 60
@@ -141,12 +131,7 @@ def test_paper_training_minutes_counts_every_ped2_clip_once_per_epoch(make_table
     assert make_table.paper_training_minutes("mnad", {"batch": 4}) is None
 
 
-@pytest.fixture(scope="module")
-def ped2_accuracy():  # noqa: ANN201
-    return load_benchmark("ped2_accuracy")
-
-
-def test_set_parses_model_arguments_as_yaml(ped2_accuracy) -> None:  # noqa: ANN001
+def test_set_parses_model_arguments_as_yaml() -> None:
     parsed = ped2_accuracy.parse_model_args(
         ["image_size=[256, 256]", "width=16", " spatial_init = kaiming", "lr=5e-4", "centre_lr=5.0e-5"]
     )
@@ -157,16 +142,15 @@ def test_set_parses_model_arguments_as_yaml(ped2_accuracy) -> None:  # noqa: ANN
         ped2_accuracy.parse_model_args(["=16"])
 
 
-def test_set_without_a_tag_is_refused(ped2_accuracy, capsys) -> None:  # noqa: ANN001
+def test_set_without_a_tag_is_refused(capsys) -> None:
     with pytest.raises(SystemExit):
         ped2_accuracy.main(["--model", "cdda", "--set", "width=16"])
     assert "give it a --tag" in capsys.readouterr().err
 
 
-def test_checkpoints_or_latest_names_what_is_missing(tmp_path) -> None:  # noqa: ANN001
+def test_checkpoints_or_latest_names_what_is_missing(tmp_path) -> None:
     import os
 
-    speed = load_benchmark("speed")
     with pytest.raises(SystemExit, match="No cdda lite checkpoint"):
         speed.checkpoints_or_latest(None, "cdda", "lite", tmp_path)
     runs = tmp_path / "cdda_lite"
@@ -181,17 +165,116 @@ def test_checkpoints_or_latest_names_what_is_missing(tmp_path) -> None:  # noqa:
         speed.checkpoints_or_latest([old, tmp_path / "gone.ckpt"], "cdda", "lite", tmp_path)
 
 
-def test_shown_path_is_repository_relative_inside_it(common, tmp_path) -> None:  # noqa: ANN001
+def test_shown_path_is_repository_relative_inside_it(tmp_path) -> None:
     assert common.shown_path(REPO / "benchmarks" / "common.py") == "benchmarks/common.py"
     assert common.shown_path(tmp_path / "x.ckpt") == str(tmp_path / "x.ckpt")
 
 
 def test_speed_only_arguments_and_the_smoothing_mode_do_not_make_a_run_stale():
-    common = load_benchmark("common")
-    make_table = load_benchmark("make_table")
     base = "model:\n  init_args:\n    width: 16\n    smoothing: false\ntrainer:\n  max_epochs: 6\n"
     faster = base.replace("    width: 16\n", "    width: 16\n    compile: true\n    smoothing_mode: hold\n")
     assert common.training_settings(base) == common.training_settings(faster)
     assert common.training_settings(base) != common.training_settings(base.replace("16", "32"))
     assert make_table.smoothed({"protocol_auc_smoothed_micro": 92.04}) == "92.0 (edge-padded)"
     assert make_table.smoothed({"protocol_auc_smoothed_micro": 92.04, "smoothing_mode": "hold"}) == "92.0"
+
+
+# ---------------------------------------------------------------------- the results record
+def test_record_writes_the_command_commit_and_settings(tmp_path, monkeypatch) -> None:
+    import json
+    import re
+
+    import torch
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "device_name", lambda: "CPU (2 threads)")
+    settings = {"models": {"cdda": {"init_args": {"width": 8, "lr": 5.0e-4}, "trainer": {"max_epochs": 17}}}}
+    path = common.record(
+        "accuracy_cdda_lite_ped2",
+        {"kind": "accuracy", "model": "cdda", "protocol_auc_micro": 84.62},
+        module="benchmarks.ped2_accuracy",
+        argv=["--model", "cdda", "--tag", "two words"],
+        settings=settings,
+        started_on="abc1234-dirty",
+    )
+    assert path.parent == tmp_path and re.fullmatch(r"accuracy_cdda_lite_ped2_\d{8}T\d{6}\.json", path.name)
+    written = json.loads(path.read_text())
+    assert written["command"] == "python -m benchmarks.ped2_accuracy --model cdda --tag 'two words'"
+    assert written["commit"] == "abc1234-dirty"
+    assert written["device"] == "CPU (2 threads)"
+    assert written["torch_threads"] == torch.get_num_threads()
+    assert written["run_settings"] == settings
+    assert written["kind"] == "accuracy" and written["protocol_auc_micro"] == 84.62
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", written["date"])
+    assert list(written)[:4] == ["commit", "date", "device", "command"]
+
+
+def test_record_defaults_to_the_current_commit_and_refuses_fields_it_writes(tmp_path, monkeypatch) -> None:
+    import json
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "device_name", lambda: "CPU")
+    monkeypatch.setattr(common, "commit", lambda: "def5678")
+    monkeypatch.setattr(common.sys, "argv", ["speed.py", "--quick"])
+    written = json.loads(common.record("speed_x", {}, module="benchmarks.speed").read_text())
+    assert written["commit"] == "def5678" and written["command"] == "python -m benchmarks.speed --quick"
+    assert written["run_settings"] == {}
+    assert common.command_line("research.int8_scope", []) == "python -m research.int8_scope"
+    with pytest.raises(ValueError, match="command"):
+        common.record("speed_x", {"command": "python benchmarks/speed.py"}, module="benchmarks.speed")
+
+
+def test_model_settings_are_the_configs_values_and_the_overrides() -> None:
+    import yaml
+
+    config = yaml.safe_load((REPO / "configs" / "model" / "cdda_lite.yaml").read_text())
+    stored = common.model_settings("cdda", "lite", {"seed": 43})
+    assert stored == {
+        "config": "configs/model/cdda_lite.yaml",
+        "class_path": config["model"]["class_path"],
+        "init_args": config["model"]["init_args"],
+        "trainer": config["trainer"],
+        "overrides": {"seed": 43},
+    }
+    assert common.model_settings("cdda", "no_such_profile")["init_args"] == {}
+
+
+def test_init_args_of_keeps_what_json_can_store() -> None:
+    from types import SimpleNamespace
+
+    module = SimpleNamespace(hparams={"width": 8, "image_size": (128, 128), "pre_processor": object(), "x": None})
+    assert common.init_args_of(module) == {"width": 8, "image_size": (128, 128), "x": None}
+    assert common.init_args_of(object()) == {}
+
+
+def test_the_tables_read_a_runs_stored_settings_without_git(tmp_path, monkeypatch) -> None:
+    import json
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    now = common.model_settings("cdda", "lite")
+    stale = {**now, "init_args": {**now["init_args"], "width": 1234}}
+    epochs = common.configured_epochs("cdda", "lite")
+    base = {"kind": "accuracy", "model": "cdda", "profile": "lite", "dataset": "ucsd_ped2", "epochs": epochs}
+    base["commit"] = "0000000"  # a revision git does not know: only the stored settings can tell
+    current = {**base, "protocol_auc_micro": 85.0, "run_settings": {"models": {"cdda": now}}}
+    earlier = {**base, "protocol_auc_micro": 99.0, "run_settings": {"models": {"cdda": stale}}}
+    (results / "accuracy_cdda_lite_ped2_20990101T000000.json").write_text(json.dumps(current))
+    (results / "accuracy_cdda_lite_ped2_20990101T000001.json").write_text(json.dumps(earlier))
+    (results / "archive").mkdir()  # superseded files: never read
+    (results / "archive" / "accuracy_cdda_lite_ped2_20990101T000002.json").write_text(json.dumps(current))
+
+    def no_git(*args: object) -> None:
+        raise AssertionError("a file with stored settings needs no git history")
+
+    monkeypatch.setattr(common, "configured_at", no_git)
+    monkeypatch.setattr(make_table, "RESULTS", results)
+    monkeypatch.setattr(make_table, "REPO", tmp_path)
+    shown = make_table.latest_accuracy()
+    assert [(r["protocol_auc_micro"], r["file"]) for r in shown] == [
+        (85.0, "benchmarks/results/accuracy_cdda_lite_ped2_20990101T000000.json")
+    ]
+    # speed-only arguments in the stored settings do not make a run stale
+    faster = {**now, "init_args": {**now["init_args"], "compile": True}}
+    assert common.configured_as_now({**current, "run_settings": {"models": {"cdda": faster}}}) is True
+    assert common.stored_training_settings({"model": "cdda"}, "cdda") is None  # an older file: git decides

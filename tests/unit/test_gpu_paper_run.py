@@ -1,4 +1,4 @@
-"""The prepared GPU command (``benchmarks/gpu_paper_run.py``): its parts run on the CPU first."""
+"""The prepared GPU command (``python -m benchmarks.gpu_paper_run``): its parts run on the CPU first."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import load_benchmark
+from benchmarks import gpu_paper_run as run
+from benchmarks import ped2_accuracy as accuracy
 from tests.integration.test_readme_commands import _stand_in_compact_copy
-
-run = load_benchmark("gpu_paper_run")
-accuracy = load_benchmark("ped2_accuracy")
 
 
 def test_ped2_is_laid_out_from_a_compact_copy_as_anomalib_reads_it(tmp_path):

@@ -1,13 +1,12 @@
-"""Pieces of ``benchmarks/ped2_accuracy.py`` that a results file relies on."""
+"""Pieces of ``benchmarks.ped2_accuracy`` that a results file relies on."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tests.conftest import clip_datamodule, load_benchmark
-
-accuracy = load_benchmark("ped2_accuracy")
+from benchmarks import ped2_accuracy as accuracy
+from tests.conftest import clip_datamodule
 
 
 def test_dlan_ac_test_assignment_statistics_cover_every_test_location(synthetic_root):

@@ -11,24 +11,21 @@ mean losses of the last ``--every`` steps. Settings: the lite width at the lite 
 rate, the paper width at the paper rate, and the lite setting with ``spatial_init: kaiming``.
 Writes a results file.
 
-    python benchmarks/cdda_code_collapse.py                          # 200 steps, all settings
-    python benchmarks/cdda_code_collapse.py --steps 1000 --settings lite_width8_lr5e-4,lite_width8_lr5e-4_kaiming
-    python benchmarks/cdda_code_collapse.py --steps 600 --settings lite_width8_lr5e-4
+    python -m research.cdda_code_collapse                          # 200 steps, all settings
+    python -m research.cdda_code_collapse --steps 1000 --settings lite_width8_lr5e-4,lite_width8_lr5e-4_kaiming
+    python -m research.cdda_code_collapse --steps 600 --settings lite_width8_lr5e-4
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, config_path, device_name, ensure_ped2, write_result  # noqa: E402
+from benchmarks.common import commit, config_path, ensure_ped2, model_settings, record
 
 logger = logging.getLogger("cdda_code_collapse")
 
@@ -63,9 +60,9 @@ def code_activity(model, probe) -> dict[str, float]:  # noqa: ANN001
 def run_setting(init_args: dict, setting: dict, root: Path, steps: int, every: int, seed: int) -> dict:
     """Pre-train one setting's autoencoders for ``steps`` steps; the activity and losses every ``every`` steps."""
     import torch
-    from speed import ped2_datamodule
 
     from anomalib_vadproto import Cdda
+    from benchmarks.speed import ped2_datamodule
 
     torch.manual_seed(seed)
     init = setting.get("spatial_init", "default")
@@ -117,26 +114,27 @@ def main(argv: list[str] | None = None) -> Path:
         parser.error("--steps and --every must be positive")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started_on = commit()
-
-    import torch
-
     init_args = yaml.safe_load(config_path("cdda", "lite").read_text())["model"]["init_args"]
     root = args.data_root or ensure_ped2()
     results = {name: run_setting(init_args, SETTINGS[name], root, args.steps, args.every, args.seed) for name in names}
-    record = {
-        "commit": started_on,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "device": device_name(),
-        "command": "python benchmarks/cdda_code_collapse.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+    result = {
         "model": "cdda",
         "image_size": init_args["image_size"],
         "grayscale": init_args["grayscale"],
         "train_batch_size": 4,
         "seed": args.seed,
-        "torch_threads": torch.get_num_threads(),
         "settings": results,
     }
-    path = write_result(record, "cdda_code_collapse")
+    run_settings = {
+        "models": {"cdda": model_settings("cdda", "lite")},
+        "settings": {name: SETTINGS[name] for name in names},  # each overrides width and lr (and spatial_init)
+        "optimiser": {"name": "Adam", "betas": [0.9, 0.999], "loss": "L_a + L_m"},
+        "steps": args.steps,
+        "every": args.every,
+    }
+    path = record(
+        "cdda_code_collapse", result, module=__spec__.name, argv=argv, settings=run_settings, started_on=started_on
+    )
     logger.info("wrote %s", path)
     return path
 

@@ -1,4 +1,4 @@
-"""``benchmarks/cdda_error_localisation.py`` measures the right pixels of the right maps."""
+"""``research.cdda_error_localisation`` measures the right pixels of the right maps."""
 
 from __future__ import annotations
 
@@ -8,15 +8,10 @@ import pytest
 import torch
 
 from anomalib_vadproto import Cdda
-from tests.conftest import load_benchmark
+from research import cdda_error_localisation as localisation
 
 
-@pytest.fixture(scope="module")
-def localisation():  # noqa: ANN201
-    return load_benchmark("cdda_error_localisation")
-
-
-def test_error_maps_are_each_autoencoders_squared_residual(localisation) -> None:  # noqa: ANN001
+def test_error_maps_are_each_autoencoders_squared_residual() -> None:
     torch.manual_seed(0)
     model = Cdda(image_size=(32, 32), grayscale=True, width=4, num_clusters=4).eval()
     clip = torch.rand(2, 5, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -33,7 +28,7 @@ def test_error_maps_are_each_autoencoders_squared_residual(localisation) -> None
     assert all(value.shape == (2, 32, 32) for value in maps.values())
 
 
-def test_region_masks_on_a_hand_made_pair_of_frames(localisation) -> None:  # noqa: ANN001
+def test_region_masks_on_a_hand_made_pair_of_frames() -> None:
     frame = torch.zeros(2, 4, 4)
     previous = torch.zeros(2, 4, 4)
     previous[:, 0, :2] = 0.2  # two pixels move in both frames
@@ -52,7 +47,7 @@ def test_region_masks_on_a_hand_made_pair_of_frames(localisation) -> None:  # no
     assert torch.equal(regions["static"][1], ~expected)
 
 
-def test_crowd_correlation_follows_the_sign_and_skips_short_videos(localisation) -> None:  # noqa: ANN001
+def test_crowd_correlation_follows_the_sign_and_skips_short_videos() -> None:
     rising = [("a", n, 2.0 * n, -float(n), 0.0) for n in range(12)]
     short = [("b", n, -3.0 * n, float(n), 0.0) for n in range(5)]  # fewer than 10 frames: skipped
     assert localisation.crowd_correlation(rising + short, 0) == pytest.approx(1.0)
@@ -61,7 +56,7 @@ def test_crowd_correlation_follows_the_sign_and_skips_short_videos(localisation)
     assert math.isnan(localisation.crowd_correlation(short, 0))
 
 
-def test_pixel_auroc_separates_and_subsamples(localisation) -> None:  # noqa: ANN001
+def test_pixel_auroc_separates_and_subsamples() -> None:
     generator = torch.Generator().manual_seed(0)
     high, low = torch.full((50,), 2.0), torch.rand(500, generator=generator)
     assert localisation.pixel_auroc(high, low, limit=10_000, generator=generator) == 100.0

@@ -11,23 +11,20 @@ with ``INT8_PTQ`` (calibrated on 300 training clips) and measured three ways:
 * the **protocol micro AUC change** on the Ped2 test set against PyTorch's read-only scores;
 * INT8 **clips per second** at batch 1 (raw 240x360 frames, as ``speed.py``).
 
-    python benchmarks/int8_scope.py --model apn --depths 0,1,2,4,8
+    python -m research.int8_scope --model apn --depths 0,1,2,4,8
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, commit, ensure_ped2, write_result  # noqa: E402
-from speed import (  # noqa: E402
+from benchmarks.common import REPO, commit, ensure_ped2, init_args_of, model_settings, record
+from benchmarks.speed import (
     MODELS,
     PED2_SIZE,
     export_auc,
@@ -95,7 +92,8 @@ def main(argv: list[str] | None = None) -> Path:
     checkpoint = latest_checkpoint(args.model, args.profile, args.work_dir)
     if checkpoint is None:
         raise SystemExit(
-            f"No {args.model} {args.profile} checkpoint under {args.work_dir}: run ped2_accuracy.py first."
+            f"No {args.model} {args.profile} checkpoint under {args.work_dir}:"
+            " run python -m benchmarks.ped2_accuracy first."
         )
     module = load_model(args.model, args.profile, checkpoint)
     datamodule = ped2_datamodule(module, ensure_ped2(), train_batch=4, eval_batch=8)
@@ -141,12 +139,10 @@ def main(argv: list[str] | None = None) -> Path:
         )
         logger.info("%s: %s", name, row)
     agreeing = [row["depth"] for row in rows.values() if row["min_spearman"] >= AGREEMENT]
-    record = {
+    result = {
         "kind": "int8_scope",
-        "commit": started_on,
         "model": args.model,
         "profile": args.profile,
-        "command": f"python benchmarks/{Path(__file__).name} " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "checkpoint": str(checkpoint.relative_to(REPO)),
         "quantisable_layers": total,
         "train_clips": min(args.train_clips, len(datamodule.train_data)),
@@ -155,12 +151,31 @@ def main(argv: list[str] | None = None) -> Path:
         "pytorch_auc_micro": auc["pytorch_eager"]["protocol_auc_micro"],
         "fp32": {"clips_per_second_b1": speed["fp32"], "micro_change": auc["openvino_fp32"]["micro_change"]},
         "depths": rows,
-        "torch_threads": torch.get_num_threads(),
         "openvino_precision": "f32",  # OpenVINOClipModel's inference precision hint for unquantised layers
     }
-    record["quick"] = args.quick
-    path = write_result(record, f"int8_scope_{args.model}_{args.profile}" + ("_quick" if args.quick else ""))
-    logger.info("chosen depth %s -> %s", record["chosen_depth"], path)
+    result["quick"] = args.quick
+    run_settings = {
+        "models": {
+            args.model: {
+                **model_settings(args.model, args.profile),
+                "checkpoint": str(checkpoint.relative_to(REPO)),
+                "model_init_args": init_args_of(module),
+            }
+        },
+        "depths": depths,
+        "calibration": {"compression_type": "INT8_PTQ", "train_batch_size": 4},
+        "train_clips": args.train_clips,
+        "agreement_threshold": AGREEMENT,
+    }
+    path = record(
+        f"int8_scope_{args.model}_{args.profile}" + ("_quick" if args.quick else ""),
+        result,
+        module=__spec__.name,
+        argv=argv,
+        settings=run_settings,
+        started_on=started_on,
+    )
+    logger.info("chosen depth %s -> %s", result["chosen_depth"], path)
     return path
 
 

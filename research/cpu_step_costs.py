@@ -8,18 +8,15 @@
   at 64 and 128 pixels (why the APN lite profile works at 64x64), and APN's criss-cross attention
   alone at three sizes.
 
-    python benchmarks/cpu_step_costs.py
+    python -m research.cpu_step_costs
 """
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, write_result  # noqa: E402
+from benchmarks.common import commit, record
 
 
 def per_call(fn, repeats: int, warmup: int = 1) -> float:  # noqa: ANN001
@@ -66,23 +63,24 @@ def main(argv: list[str] | None = None) -> Path:
         losses = module.losses(module.model(clip))
         return losses["pixel"] + 1e-4 * losses["ssim"] + losses["feature"] + 1e-4 * losses["diversity"]
 
-    # name -> (build, frame side, loss); batch 4 grey clips of 5 frames
+    # name -> (class, init arguments, frame side, loss); batch 4 grey clips of 5 frames
     models = {
-        "mnad_width16": (lambda: MnadModel(in_channels=1, width=16), 128, memory_loss),
-        "lgn_net_width8_layers2": (lambda: LgnNetModel(in_channels=1, width=8, num_layers=2), 128, memory_loss),
-        "lgn_net_width8_layers4": (lambda: LgnNetModel(in_channels=1, width=8, num_layers=4), 128, memory_loss),
-        "lgn_net_width16_layers2": (lambda: LgnNetModel(in_channels=1, width=16, num_layers=2), 128, memory_loss),
+        "mnad_width16": (MnadModel, {"in_channels": 1, "width": 16}, 128, memory_loss),
+        "lgn_net_width8_layers2": (LgnNetModel, {"in_channels": 1, "width": 8, "num_layers": 2}, 128, memory_loss),
+        "lgn_net_width8_layers4": (LgnNetModel, {"in_channels": 1, "width": 8, "num_layers": 4}, 128, memory_loss),
+        "lgn_net_width16_layers2": (LgnNetModel, {"in_channels": 1, "width": 16, "num_layers": 2}, 128, memory_loss),
         "lgn_net_width16_local8_layers2": (
-            lambda: LgnNetModel(in_channels=1, width=16, local_width=8, num_layers=2),
+            LgnNetModel,
+            {"in_channels": 1, "width": 16, "local_width": 8, "num_layers": 2},
             128,
             memory_loss,
         ),
-        "apn_width16_64px": (lambda: Apn(width=16, image_size=64, grayscale=True), 64, apn_loss),
-        "apn_width16_128px": (lambda: Apn(width=16, image_size=128, grayscale=True), 128, apn_loss),
+        "apn_width16_64px": (Apn, {"width": 16, "image_size": 64, "grayscale": True}, 64, apn_loss),
+        "apn_width16_128px": (Apn, {"width": 16, "image_size": 128, "grayscale": True}, 128, apn_loss),
     }
     steps = {}
-    for name, (build, side, loss_fn) in models.items():
-        model = build().train()
+    for name, (cls, kwargs, side, loss_fn) in models.items():
+        model = cls(**kwargs).train()
         clip = torch.rand(4, 5, 1, side, side) * 2 - 1
         optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
 
@@ -102,23 +100,29 @@ def main(argv: list[str] | None = None) -> Path:
         x = torch.randn(4, 16, side, side, requires_grad=True)
         criss_cross[f"16x{side}x{side}"] = round(per_call(lambda b=block, x=x: b(x).sum().backward(), 3), 4)
         print(f"criss-cross 16x{side}x{side}: {criss_cross[f'16x{side}x{side}']:.3f} s")
-    record = {
+    result = {
         "kind": "speed",
         "model": "apn,dlan_ac,lgn_net,mnad",
         "profile": "cpu_costs",
-        "commit": started_on,
-        "command": "python benchmarks/"
-        + Path(__file__).name
-        + " "
-        + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "torch_threads": torch.get_num_threads(),
         "som_seconds_per_map": som,
         "train_step_seconds_batch4_grey": steps,
-        "train_step_frame_side": {name: side for name, (_, side, _) in models.items()},
+        "train_step_frame_side": {name: side for name, (_, _, side, _) in models.items()},
         "criss_cross_forward_backward_seconds_batch4": criss_cross,
         "over_mnad_step": {k: round(v / steps["mnad_width16"], 2) for k, v in steps.items()},
     }
-    path = write_result(record, "speed_cpu_step_costs")
+    run_settings = {
+        "som": {"feature_sizes": ["128x16x16", "512x32x32"], "iterations": 5000},
+        "train_step": {
+            "batch": 4,
+            "clip_frames": 5,
+            "optimiser": {"name": "Adam", "lr": 2e-4},
+            "models": {name: {"class": cls.__name__, **kwargs} for name, (cls, kwargs, _, _) in models.items()},
+        },
+        "criss_cross": {"channels": 16, "batch": 4, "sides": [32, 64, 128]},
+    }
+    path = record(
+        "speed_cpu_step_costs", result, module=__spec__.name, argv=argv, settings=run_settings, started_on=started_on
+    )
     print(path)
     return path
 

@@ -13,26 +13,23 @@ This evaluates trained checkpoints of ``ped2_accuracy.py`` on Ped2's test set on
 
 Test data are only evaluated: nothing is trained or chosen here.
 
-    python benchmarks/ped2_accuracy.py --model cdda --profile lite   # and --seed 43 --tag seed43, ...
-    python benchmarks/cdda_score_epsilon.py                          # the newest cdda lite checkpoint
-    python benchmarks/cdda_score_epsilon.py --checkpoints A.ckpt B.ckpt C.ckpt --eps 0 1e-30 1e-12
+    python -m benchmarks.ped2_accuracy --model cdda --profile lite   # and --seed 43 --tag seed43, ...
+    python -m research.cdda_score_epsilon                            # the newest cdda lite checkpoint
+    python -m research.cdda_score_epsilon --checkpoints A.ckpt B.ckpt C.ckpt --eps 0 1e-30 1e-12
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, commit, ensure_ped2, shown_path, write_result  # noqa: E402
-from speed import checkpoints_or_latest, load_model, ped2_datamodule  # noqa: E402
+from benchmarks.common import REPO, commit, ensure_ped2, init_args_of, model_settings, record, shown_path
+from benchmarks.speed import checkpoints_or_latest, load_model, ped2_datamodule
 
 logger = logging.getLogger("cdda_score_epsilon")
 
@@ -49,6 +46,10 @@ def collect(module, datamodule) -> dict[str, np.ndarray]:  # noqa: ANN001
         msg = "the checkpoint was saved before the centres existed; use a fully trained checkpoint."
         raise SystemExit(msg)
     saved_eps, net.eps = net.eps, 0.0  # regularity = 1 / p exactly
+    # the other form's regularity is a diagnostic cue: where diagnostics are an option, switch them on
+    saved_diagnostics = getattr(net, "diagnostic_cues", None)
+    if isinstance(saved_diagnostics, bool):
+        net.diagnostic_cues = True
     videos: list[str] = []
     labels: list[int] = []
     forms: dict[str, list[float]] = {net.score_form: [], net.other_score_form: []}
@@ -62,6 +63,8 @@ def collect(module, datamodule) -> dict[str, np.ndarray]:  # noqa: ANN001
                 labels.extend(int(label) for label in batch.gt_label)
     finally:
         net.eps = saved_eps
+        if isinstance(saved_diagnostics, bool):
+            net.diagnostic_cues = saved_diagnostics
     names, video_index = np.unique(np.array(videos), return_inverse=True)  # names sorted
     return {
         "video_index": video_index,
@@ -115,8 +118,10 @@ def main(argv: list[str] | None = None) -> Path:
     checkpoints = checkpoints_or_latest(args.checkpoints, "cdda", args.profile, args.work_dir)
     root = ensure_ped2()
     runs = []
+    checkpoint_args = {}  # each checkpoint's model init args
     for checkpoint in checkpoints:
         module = load_model("cdda", args.profile, checkpoint)
+        checkpoint_args[shown_path(checkpoint)] = init_args_of(module)
         datamodule = ped2_datamodule(module, root, train_batch=4, eval_batch=8)
         start = time.perf_counter()
         data = collect(module, datamodule)
@@ -128,16 +133,26 @@ def main(argv: list[str] | None = None) -> Path:
             "seconds": round(time.perf_counter() - start, 1),
             **summarise(data, args.eps),
         })  # fmt: skip
-    record = {
+    result = {
         "kind": "cdda_score_epsilon",
-        "commit": started_on,
         "model": "cdda",
         "profile": args.profile,
-        "command": f"python benchmarks/{Path(__file__).name} " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "eps": args.eps,
         "runs": runs,
     }
-    path = write_result(record, f"cdda_score_epsilon_{args.profile}")
+    run_settings = {
+        "models": {"cdda": {**model_settings("cdda", args.profile), "checkpoints": checkpoint_args}},
+        "eps": args.eps,
+        "eval_batch_size": 8,
+    }
+    path = record(
+        f"cdda_score_epsilon_{args.profile}",
+        result,
+        module=__spec__.name,
+        argv=argv,
+        settings=run_settings,
+        started_on=started_on,
+    )
     logger.info("wrote %s", path)
     return path
 

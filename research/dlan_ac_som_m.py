@@ -6,21 +6,18 @@ the paper's truncated neighbourhood (δ = 0.5, winner-only), MiniSom's untruncat
 δ = 0.5, and the released script's default (Gaussian, δ = 0.3). Each keeps k = 5000 steps per map.
 Reports M (eq. 4), the mean number of winners per map and the SOM time per map; writes a results file.
 
-    python benchmarks/dlan_ac_som_m.py                      # lite checkpoint, 200 maps
-    python benchmarks/dlan_ac_som_m.py --ckpt <run>/weights/lightning/model.ckpt --maps 500
+    python -m research.dlan_ac_som_m                      # lite checkpoint, 200 maps
+    python -m research.dlan_ac_som_m --ckpt <run>/weights/lightning/model.ckpt --maps 500
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, commit, ensure_ped2, shown_path, write_result  # noqa: E402
+from benchmarks.common import REPO, commit, ensure_ped2, init_args_of, record, shown_path
 
 logger = logging.getLogger("dlan_ac_som_m")
 
@@ -100,16 +97,11 @@ def main(argv: list[str] | None = None) -> Path:
             1e3 * seconds / len(maps),
         )
 
-    record = {
+    result = {
         "kind": "som_m",
         "model": "dlan_ac",
         "profile": "lite" if hp.get("width") != 64 else "paper",
         "dataset": "ucsd_ped2",
-        "commit": started_on,
-        "command": "python benchmarks/"
-        + Path(__file__).name
-        + " "
-        + shlex.join(argv if argv is not None else sys.argv[1:]),
         "checkpoint": shown_path(ckpt),
         "m_learnt_in_training": model.model.num_prototypes,
         "maps": len(maps),
@@ -118,7 +110,20 @@ def main(argv: list[str] | None = None) -> Path:
         "paper_m": 13,
         "settings": results,
     }
-    path = write_result(record, f"som_m_dlan_ac_{record['profile']}_ped2")
+    run_settings = {
+        "models": {"dlan_ac": {"checkpoint": shown_path(ckpt), "model_init_args": init_args_of(model)}},
+        "som_settings": SETTINGS,
+        "maps": args.maps,
+        "som_seed": 0,
+    }
+    path = record(
+        f"som_m_dlan_ac_{result['profile']}_ped2",
+        result,
+        module=__spec__.name,
+        argv=argv,
+        settings=run_settings,
+        started_on=started_on,
+    )
     logger.info("-> %s", path)
     return path
 

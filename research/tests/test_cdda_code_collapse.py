@@ -1,20 +1,14 @@
-"""``benchmarks/cdda_code_collapse.py`` counts dead channels of CDDA's spatial code correctly."""
+"""``research.cdda_code_collapse`` counts dead channels of CDDA's spatial code correctly."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from anomalib_vadproto import Cdda
-from tests.conftest import load_benchmark
+from research import cdda_code_collapse as collapse
 
 
-@pytest.fixture(scope="module")
-def collapse():  # noqa: ANN201
-    return load_benchmark("cdda_code_collapse")
-
-
-def test_code_activity_counts_channels_that_are_never_positive(collapse) -> None:  # noqa: ANN001
+def test_code_activity_counts_channels_that_are_never_positive() -> None:
     torch.manual_seed(0)
     model = Cdda(image_size=(32, 32), grayscale=True, width=4, num_clusters=4).eval()
     probe = torch.rand(3, 5, 3, 32, 32, generator=torch.Generator().manual_seed(1))

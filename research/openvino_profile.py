@@ -17,8 +17,8 @@ Both give the same pixels; the ratio is what the clip view saves. A third timing
 export on its dynamic-batch graph (``OpenVINOClipModel(static_batches=0)``) against the static-shape
 graph that ``OpenVINOClipModel`` compiles by default.
 
-    python benchmarks/openvino_profile.py                   # all five models
-    python benchmarks/openvino_profile.py --models apn --calls 100
+    python -m research.openvino_profile                   # all five models
+    python -m research.openvino_profile --models apn --calls 100
 """
 
 from __future__ import annotations
@@ -27,17 +27,14 @@ import argparse
 import collections
 import copy
 import logging
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, REPO, commit, parse_models, write_result  # noqa: E402
-from speed import PED2_SIZE, interleaved_median_seconds, latest_checkpoint, load_model  # noqa: E402
+from benchmarks.common import MODELS, REPO, commit, init_args_of, model_settings, parse_models, record
+from benchmarks.speed import PED2_SIZE, interleaved_median_seconds, latest_checkpoint, load_model
 
 logger = logging.getLogger("openvino_profile")
 
@@ -94,9 +91,11 @@ def main(argv: list[str] | None = None) -> Path:
 
     models = parse_models(args.models)
     per_model: dict[str, Any] = {}
+    settings_of: dict[str, Any] = {}
     for name in models:
         checkpoint = latest_checkpoint(name, args.profile, args.work_dir)
         module = load_model(name, args.profile, checkpoint)
+        settings_of[name] = {**model_settings(name, args.profile), "model_init_args": init_args_of(module)}
         stock = copy.deepcopy(module)
         stock.pre_processor = PreProcessor(transform=copy.deepcopy(module.pre_processor.transform))
         clip = torch.rand(1, module.clip_length, 3, *PED2_SIZE, generator=torch.Generator().manual_seed(0))
@@ -140,18 +139,29 @@ def main(argv: list[str] | None = None) -> Path:
             dict(list(shares.items())[:4]),
         )
         per_model[name] = entry
-    record = {
+    result = {
         "kind": "openvino_profile",
         "model": ",".join(models),
         "profile": args.profile,
-        "commit": started_on,
-        "command": f"python benchmarks/{Path(__file__).name} " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "input_frame_size": list(PED2_SIZE),
         "batch": 1,
         "openvino_precision": "f32",
         "models": per_model,
     }
-    path = write_result(record, f"openvino_profile_{args.profile}")
+    run_settings = {
+        "models": settings_of,
+        "openvino": {"precision": "f32", "device": "CPU", "static_shapes": True},
+        "calls": args.calls,
+        "seconds": args.seconds,
+    }
+    path = record(
+        f"openvino_profile_{args.profile}",
+        result,
+        module=__spec__.name,
+        argv=argv,
+        settings=run_settings,
+        started_on=started_on,
+    )
     logger.info("wrote %s", path)
     return path
 

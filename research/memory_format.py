@@ -8,25 +8,22 @@ pre-processor, the model's own training step and Lightning, i.e. what a lite epo
 first epoch is the first stage for the staged models: CDDA's autoencoder pre-training and DLAN-AC's
 Adaptive-Clusterer stage.
 
-    python benchmarks/memory_format.py
-    python benchmarks/memory_format.py --models apn,cdda --steps 30
-    python benchmarks/memory_format.py --bf16    # also channels-last under ``precision="bf16-mixed"``
+    python -m research.memory_format
+    python -m research.memory_format --models apn,cdda --steps 30
+    python -m research.memory_format --bf16    # also channels-last under ``precision="bf16-mixed"``
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, commit, configured_epochs, ensure_ped2, parse_models, write_result  # noqa: E402
-from ped2_accuracy import model_config  # noqa: E402
-from speed import ped2_datamodule  # noqa: E402
+from benchmarks.common import MODELS, commit, configured_epochs, ensure_ped2, model_settings, parse_models, record
+from benchmarks.ped2_accuracy import model_config
+from benchmarks.speed import ped2_datamodule
 
 
 def seconds_per_step(
@@ -84,8 +81,6 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     started_on = commit()
     logging.basicConfig(level=logging.WARNING)
-    import torch
-
     names = parse_models(args.models)
     root = ensure_ped2()
     rows = {}
@@ -104,21 +99,23 @@ def main(argv: list[str] | None = None) -> Path:
             rows[name]["channels_last_bf16_seconds_per_step"] = round(bf16, 4)
             rows[name]["bf16_speedup_over_channels_last"] = round(nhwc / bf16, 3)
             print(f"{name}: channels-last bf16-mixed {bf16:.3f} s per step ({nhwc / bf16:.2f}x over FP32)")
-    record = {
+    result = {
         "kind": "speed",
         "model": ",".join(names),
         "profile": "lite_training_memory_format",
-        "commit": started_on,
-        "command": "python benchmarks/"
-        + Path(__file__).name
-        + (" " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip(),
-        "torch_threads": torch.get_num_threads(),
         "batch": "4 clips, lite profile sizes, Ped2 frame cache, first epoch",
         "warmup_steps": args.warmup,
         "timed_steps": args.steps,
         "models": rows,
     }
-    path = write_result(record, "speed_memory_format")
+    run_settings = {
+        "models": {name: model_settings(name, "lite") for name in names},
+        "data": {"class": "LocalUCSDped", "cache_frames": True, "train_batch_size": 4, "num_workers": 0},
+        "precisions": ["32-true", "bf16-mixed"] if args.bf16 else ["32-true"],
+    }
+    path = record(
+        "speed_memory_format", result, module=__spec__.name, argv=argv, settings=run_settings, started_on=started_on
+    )
     print(path)
     return path
 

@@ -23,24 +23,21 @@ size on ``[0, 1]``; masks are resized by area and kept where at least half a pix
 figure shows one anomalous frame of each of ``--figure-videos`` with its maps. Test data are only
 evaluated: nothing is trained or chosen here.
 
-    python benchmarks/ped2_accuracy.py --model cdda --profile lite   # and --seed 43 --tag seed43, ...
-    python benchmarks/cdda_error_localisation.py                      # the newest cdda lite checkpoint
-    python benchmarks/cdda_error_localisation.py --checkpoints A.ckpt B.ckpt C.ckpt
+    python -m benchmarks.ped2_accuracy --model cdda --profile lite   # and --seed 43 --tag seed43, ...
+    python -m research.cdda_error_localisation                       # the newest cdda lite checkpoint
+    python -m research.cdda_error_localisation --checkpoints A.ckpt B.ckpt C.ckpt
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, commit, ensure_ped2, shown_path, write_result  # noqa: E402
-from speed import checkpoints_or_latest, load_model, ped2_datamodule  # noqa: E402
+from benchmarks.common import REPO, RESULTS, commit, ensure_ped2, init_args_of, model_settings, record, shown_path
+from benchmarks.speed import checkpoints_or_latest, load_model, ped2_datamodule
 
 logger = logging.getLogger("cdda_error_localisation")
 
@@ -228,9 +225,11 @@ def main(argv: list[str] | None = None) -> Path:
     root = ensure_ped2()
     videos = tuple(name for name in args.figure_videos.split(",") if name)
     runs = []
+    checkpoint_args = {}  # each checkpoint's model init args
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     for index, checkpoint in enumerate(checkpoints):
         module = load_model("cdda", args.profile, checkpoint)
+        checkpoint_args[shown_path(checkpoint)] = init_args_of(module)
         if not module.model.alternating:
             raise SystemExit(f"{checkpoint} was saved before the centres existed; use a fully trained checkpoint.")
         datamodule = ped2_datamodule(module, root, train_batch=4, eval_batch=8)
@@ -250,16 +249,27 @@ def main(argv: list[str] | None = None) -> Path:
             **stats,
             "figure": None if figure is None else str(figure.relative_to(REPO)),
         })  # fmt: skip
-    record = {
+    result = {
         "kind": "cdda_error_localisation",
-        "commit": started_on,
         "model": "cdda",
         "profile": args.profile,
-        "command": f"python benchmarks/{Path(__file__).name} " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "moving_threshold": args.moving_threshold,
         "runs": runs,
     }
-    path = write_result(record, f"cdda_error_localisation_{args.profile}")
+    run_settings = {
+        "models": {"cdda": {**model_settings("cdda", args.profile), "checkpoints": checkpoint_args}},
+        "moving_threshold": args.moving_threshold,
+        "figure_videos": list(videos),
+        "eval_batch_size": 8,
+    }
+    path = record(
+        f"cdda_error_localisation_{args.profile}",
+        result,
+        module=__spec__.name,
+        argv=argv,
+        settings=run_settings,
+        started_on=started_on,
+    )
     logger.info("wrote %s", path)
     return path
 

@@ -1,0 +1,138 @@
+"""Train one model on UCSD Ped2 with whole training videos held out; record its validation criteria.
+
+The honest way to choose a setting (epochs, a learning rate, DLAN-AC's α, CDDA's candidates): train
+each candidate on the training videos minus the held-out ones (``val_split_mode: from_train``), read
+what validation reports on the held-out normal videos, and never look at the test set. This command
+does not test at all: its results file holds only the held-out criteria (each cue's mean over the
+held-out clips, e.g. ``val_psnr``; DLAN-AC's soft-assignment statistics on them) and training facts.
+
+    python -m benchmarks.held_out --model dlan_ac --profile lite --set alpha=10 --tag alpha10
+
+Compare candidates with the same ``--val-videos`` (default 2 of Ped2's 16: ``Train005``, ``Train013``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import yaml
+
+from benchmarks.common import REPO, commit, ensure_ped2, epoch_logger, init_args_of, model_settings, record
+from benchmarks.ped2_accuracy import model_config, parse_model_args, test_assignment_statistics
+
+logger = logging.getLogger("held_out")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mnad", help="snake name: mnad, dlan_ac, lgn_net, apn, cdda")
+    parser.add_argument("--profile", default="lite", choices=["lite", "paper"])
+    parser.add_argument("--epochs", type=int, default=None, help="override the config's trainer.max_epochs")
+    parser.add_argument("--batch-size", type=int, default=4, help="train batch")
+    parser.add_argument("--eval-batch-size", type=int, default=8)
+    parser.add_argument("--val-videos", type=int, default=2, help="training videos held out for validation")
+    parser.add_argument("--data-root", type=Path, default=None, help="anomalib UCSDped root (default: materialise)")
+    parser.add_argument("--work-dir", type=Path, default=REPO / ".cache" / "runs")
+    parser.add_argument("--seed", type=int, default=None, help="override the config's model seed")
+    parser.add_argument(
+        "--set", dest="model_args", action="append", default=[], metavar="NAME=VALUE",
+        help="override one of the model config's init_args (VALUE parsed as YAML); repeatable",
+    )  # fmt: skip
+    parser.add_argument("--tag", default="", help="suffix for the results file name (the candidate)")
+    args = parser.parse_args(argv)
+    started_on = commit()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    from anomalib.engine import Engine
+    from anomalib.models.components import AnomalibModule
+
+    from anomalib_vadproto import LocalUCSDped
+
+    cfg_path = model_config(args.model, args.profile)
+    cfg = yaml.safe_load(cfg_path.read_text())
+    epochs = args.epochs or int(cfg.get("trainer", {}).get("max_epochs", 1))
+    model_overrides = parse_model_args(args.model_args)
+    overrides = {f"model.init_args.{name}": value for name, value in model_overrides.items()}
+    if args.seed is not None:
+        overrides["model.init_args.seed"] = args.seed
+    model = AnomalibModule.from_config(cfg_path, **overrides)
+    model.visualizer = None
+    datamodule = LocalUCSDped(
+        cache_frames=True,
+        root=args.data_root or ensure_ped2(),
+        category="UCSDped2",
+        clip_length_in_frames=model.clip_length,
+        frames_between_clips=1,
+        target_frame="last",
+        train_batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        num_workers=0,
+        val_split_mode="from_train",
+        val_videos=args.val_videos,
+    )
+    timer = epoch_logger()
+    engine = Engine(
+        max_epochs=epochs,
+        check_val_every_n_epoch=epochs,  # the model after the last epoch, as the profile's runs are judged
+        default_root_dir=args.work_dir / f"{args.model}_{args.profile}_held_out",
+        logger=False,
+        callbacks=[timer],
+    )
+    t0 = time.perf_counter()
+    engine.fit(model=model, datamodule=datamodule)
+    train_seconds = time.perf_counter() - t0
+    criteria = {
+        name: round(float(value), 6)
+        for name, value in engine.trainer.callback_metrics.items()
+        if name.startswith("val_")
+    }
+    result = {
+        "kind": "held_out",
+        "model": args.model,
+        "profile": args.profile,
+        "dataset": "ucsd_ped2",
+        "epochs": epochs,
+        "seed": model.hparams.get("seed"),
+        "model_overrides": model_overrides,
+        "held_out_videos": list(datamodule.held_out_videos),
+        "train_videos": len(datamodule.train_data.samples),
+        "held_out_criteria": criteria,
+        "train_seconds": round(train_seconds, 1),
+        "epoch_seconds": timer.epoch_seconds,
+    }
+    result.update(getattr(model, "run_summary", dict)())
+    if hasattr(model.model, "assignment_statistics"):  # DLAN-AC: its soft assignment on the held-out clips
+        result["held_out_assignment"] = test_assignment_statistics(
+            model, SimpleNamespace(test_dataloader=datamodule.val_dataloader)
+        )
+    configured = {key.removeprefix("model.init_args."): value for key, value in overrides.items()}
+    settings = {
+        "models": {
+            args.model: {
+                **model_settings(args.model, args.profile, configured),
+                "model_init_args": init_args_of(model),
+            }
+        },
+        "data": {"class": "LocalUCSDped", "val_split_mode": "from_train", "val_videos": args.val_videos,
+                 "train_batch_size": args.batch_size, "eval_batch_size": args.eval_batch_size},
+        "engine": {"max_epochs": epochs},
+    }  # fmt: skip
+    tag = f"_{args.tag}" if args.tag else ""
+    path = record(
+        f"held_out_{args.model}_{args.profile}_ped2{tag}",
+        result,
+        module=__spec__.name if __spec__ else "benchmarks.held_out",
+        argv=argv,
+        settings=settings,
+        started_on=started_on,
+    )
+    logger.info("held-out criteria %s -> %s", criteria, path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

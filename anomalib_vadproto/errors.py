@@ -38,8 +38,9 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
+from typing import TypeVar
 
 __all__ = [
     "TRACEBACK_ENV",
@@ -49,6 +50,7 @@ __all__ = [
     "MissingDataError",
     "UntrainedModelWarning",
     "UsageError",
+    "check_choice",
     "install_cli_excepthook",
     "one_line_message",
 ]
@@ -60,6 +62,7 @@ _CLI_MODULE = "anomalib.cli.cli"
 _recent_messages: deque[str] = deque(maxlen=8)
 
 ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], object]
+T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -94,6 +97,31 @@ class MissingDataError(UsageError, ValueError):
 
 class UntrainedModelWarning(UserWarning):
     """A model is tested although it was neither trained nor loaded from a checkpoint."""
+
+
+def check_choice(name: str, value: T, choices: Iterable[T]) -> T:
+    """Return ``value`` if it is one of ``choices``, else raise an error that names the argument and lists them.
+
+    The one check of the plugin's string options (models, components, metrics, data), so that every
+    wrong choice reads the same, on one line: ``score must be one of ('product', 'pixelwise'), got 'sum'``.
+
+    Args:
+        name: The argument as the user writes it (``score``, ``--model.score`` without the prefix).
+        value: The value given.
+        choices: The accepted values, in the order to list them (a tuple, a dict's keys, ...).
+
+    Returns:
+        ``value``, unchanged.
+
+    Raises:
+        InvalidArgumentError: (a ``ValueError``) if ``value`` is not one of ``choices``.
+
+    """
+    allowed = tuple(choices)
+    if value not in allowed:
+        msg = f"{name} must be one of {allowed}, got {value!r}"
+        raise InvalidArgumentError(msg)
+    return value
 
 
 def full_traceback_requested() -> bool:

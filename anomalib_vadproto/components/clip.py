@@ -14,6 +14,10 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
+from anomalib_vadproto.errors import check_choice
+
+__all__ = ["ClipShapeError", "as_enum", "check_at_least", "check_choice", "split_clip", "stack_frames", "validate_clip"]
+
 E = TypeVar("E", bound=Enum)
 
 
@@ -28,13 +32,6 @@ def check_at_least(name: str, value: int, minimum: int = 1) -> None:
         raise ValueError(msg)
 
 
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """Raise ``ValueError`` naming the argument and its choices unless ``value`` is one of them."""
-    if value not in choices:
-        msg = f"{name} must be one of {choices}, got {value!r}"
-        raise ValueError(msg)
-
-
 def as_enum(name: str, value: E | str, enum: type[E]) -> E:
     """Return the member of ``enum`` that ``value`` names: a member, its value or its name, any case.
 
@@ -42,16 +39,20 @@ def as_enum(name: str, value: E | str, enum: type[E]) -> E:
     jsonargparse accepts only one of them depending on its version and the annotation; this accepts both.
 
     Raises:
-        ValueError: Naming the argument and its choices when ``value`` names no member.
+        InvalidArgumentError: (a ``ValueError``, :func:`~anomalib_vadproto.errors.check_choice`) naming the
+            argument and the members' values when ``value`` names no member.
 
     """
     if isinstance(value, enum):
         return value
+    members: dict[str, E] = {}
     for member in enum:
-        if str(value).lower() in (str(member.value).lower(), member.name.lower()):
-            return member
-    msg = f"{name} must be one of {tuple(str(m.value) for m in enum)}, got {value!r}"
-    raise ValueError(msg)
+        members.setdefault(str(member.value).lower(), member)
+        members.setdefault(member.name.lower(), member)
+    key = str(value).lower()
+    if key not in members:
+        check_choice(name, value, tuple(str(member.value) for member in enum))  # raises: no member has this name
+    return members[key]
 
 
 def _is_tracing() -> bool:

@@ -34,6 +34,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
+from anomalib_vadproto.errors import check_choice
+
 #: Modes ``compile_mode`` accepts (``torch.compile``'s own).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: Modes that capture CUDA graphs (on CUDA only).
@@ -81,9 +83,7 @@ def check_compile_mode(mode: str | None, cuda_graphs_allowed: bool, model: str) 
         ValueError: Naming the accepted modes.
 
     """
-    if mode is not None and mode not in COMPILE_MODES:
-        msg = f"compile_mode must be null (automatic) or one of {COMPILE_MODES}, got {mode!r}"
-        raise ValueError(msg)
+    check_choice("compile_mode", mode, (None, *COMPILE_MODES))  # None (null): the automatic mode
     if mode in CUDA_GRAPH_MODES and not cuda_graphs_allowed:
         msg = (
             f"compile_mode={mode!r} captures CUDA graphs, which {model}'s training step does not allow (see its"

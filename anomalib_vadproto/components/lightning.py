@@ -108,16 +108,26 @@ def _plain(value: Any) -> Any:  # noqa: ANN401
     return list(value) if isinstance(value, (tuple, list)) else value
 
 
+def held_out_validation(trainer: Any) -> bool:  # noqa: ANN401
+    """Whether the trainer's datamodule validates on held-out training videos (``val_split_mode: from_train``)."""
+    mode = getattr(getattr(trainer, "datamodule", None), "val_split_mode", None)
+    return str(getattr(mode, "value", mode)) == "from_train"
+
+
 class VideoModelMixin(VideoExportMixin):
     """Shared Lightning behaviour of the plugin's video models.
 
-    The subclass sets ``self.model`` (whose ``score(clip)`` returns ``(InferenceBatch, cues)`` and
-    whose ``reset_test_state()`` restarts test-time state), ``self.clip_length``, ``self.image_size``
-    and ``self.lr``, and calls :meth:`setup_protocol` in its ``__init__``.
+    The subclass sets ``self.model`` (a :class:`~anomalib_vadproto.components.torch_model.VideoTorchModel`:
+    ``score(clip)`` returns ``(InferenceBatch, cues)``, ``reset_test_state()`` restarts test-time state),
+    ``self.clip_length``, ``self.image_size`` and ``self.lr``, and calls :meth:`setup_protocol` in its ``__init__``.
     """
 
     #: Init arguments that change the network's shapes; a checkpoint must agree on them.
     architecture_hparams: tuple[str, ...] = ()
+    #: The init argument that holds the first training stage's epochs of a two-stage model (DLAN-AC's
+    #: ``ac_epochs``, CDDA's ``ae_epochs``; :class:`~anomalib_vadproto.components.stages.TwoStageMixin`),
+    #: ``None`` for a one-stage model. Read it on the class: ``DlanAc.first_stage_argument``.
+    first_stage_argument: str | None = None
     #: Height and width of ``image_size`` must be multiples of this (the network's strides and poolings).
     size_multiple: int = 1
     #: Whether the model was fitted in this process or loaded from a checkpoint (see :meth:`on_test_start`).
@@ -327,11 +337,13 @@ class VideoModelMixin(VideoExportMixin):
         ``check_val_every_n_epoch=max_epochs``: one validation after the last epoch, which also saves the
         checkpoint, before ``test``. Any other ``--trainer.check_val_every_n_epoch`` (``null`` included) or
         ``--trainer.val_check_interval`` is kept (an explicit ``1`` cannot be told from the default), and so
-        are runs of one epoch, of unbounded epochs, or bounded by ``max_steps``.
+        are runs of one epoch, of unbounded epochs, or bounded by ``max_steps``. With held-out training
+        videos as the validation set (``val_split_mode: from_train``) Lightning's schedule is kept: there
+        validation is the curve to choose epochs by.
         """
         trainer = self.trainer
         epochs = trainer.max_epochs
-        if (
+        if held_out_validation(trainer) or (
             epochs is None
             or epochs <= 1
             or trainer.max_steps not in (None, -1)
@@ -357,11 +369,15 @@ class VideoModelMixin(VideoExportMixin):
 
     @staticmethod
     def configure_evaluator() -> Evaluator:
-        """Anomalib's default metrics, with a binned pixel AUROC so memory does not grow with the test set."""
+        """Anomalib's default metrics, with a binned pixel AUROC so memory does not grow with the test set.
+
+        Every metric skips batches without its ground truth (``strict=False``): a test set without labels
+        (prediction only) is scored, and no AUC is logged for it (:meth:`on_test_epoch_end` says so).
+        """
         return Evaluator(
             test_metrics=[
-                AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
-                F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
+                AUROC(fields=["pred_score", "gt_label"], prefix="image_", strict=False),
+                F1Score(fields=["pred_label", "gt_label"], prefix="image_", strict=False),
                 AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, thresholds=200),
                 F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
             ],
@@ -456,7 +472,7 @@ class VideoModelMixin(VideoExportMixin):
         self.use_preferred_memory_format()
 
     # ------------------------------------------------------------------ evaluation steps
-    def _evaluate(self, batch, track: bool):  # noqa: ANN001, ANN202
+    def _evaluate(self, batch, track: bool, log_cues: bool = False):  # noqa: ANN001, ANN202
         # Scores are computed in FP32 whatever the trainer's precision: under ``--trainer.precision
         # bf16-mixed`` only training runs in bf16 (PSNR differences of a fraction of a dB rank the frames).
         with torch.autocast(batch.image.device.type, enabled=False):
@@ -465,12 +481,28 @@ class VideoModelMixin(VideoExportMixin):
             self.protocol.update(batch.video_path, batch.frames, batch.gt_label, cues)
             if getattr(self, "protocol_other", None) is not None:
                 self.protocol_other.update(batch.video_path, batch.frames, batch.gt_label, cues)
+        if log_cues:
+            size = batch.image.shape[0]
+            self.log_dict({f"val_{name}": value.float().mean() for name, value in cues.items()}, batch_size=size)
         return batch.update(**predictions._asdict())
 
     def validation_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
-        """Score the clips so anomalib's post-processor can fit its thresholds (must return the batch)."""
+        """Score the clips for anomalib's post-processor and log the mean of each cue as ``val_<cue>``.
+
+        On held-out normal training videos (``val_split_mode: from_train``) the means are validation
+        criteria: e.g. ``val_psnr``, the prediction PSNR on videos the model never trained on. Those
+        batches carry no ground truth (training videos have no masks); they are normal by construction
+        and labelled so here, which gives the post-processor a threshold above every normal score.
+        Returns the scored batch.
+        """
         del batch_idx, args, kwargs
-        return self._evaluate(batch, track=False)
+        if batch.gt_label is None:
+            zeros = torch.zeros(batch.image.shape[0], dtype=torch.bool, device=batch.image.device)
+            batch = batch.update(gt_label=zeros)
+        batch = self._evaluate(batch, track=False, log_cues=True)
+        if batch.gt_mask is None and batch.anomaly_map is not None:
+            batch = batch.update(gt_mask=torch.zeros_like(batch.anomaly_map, dtype=torch.bool))
+        return batch
 
     def test_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
         """Score the clips and feed the papers' protocol."""

@@ -11,6 +11,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
+from anomalib_vadproto.errors import check_choice
+
+#: Borders of :func:`gradient_loss`.
+GRADIENT_BORDERS = ("pad", "zero")
+
 
 def intensity_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """Mean squared error over every element."""
@@ -60,9 +65,7 @@ def gradient_loss(prediction: Tensor, target: Tensor, border: str = "pad") -> Te
             (the STD/CDDA code).
 
     """
-    if border not in ("pad", "zero"):
-        msg = f"border must be 'pad' or 'zero', got {border!r}"
-        raise ValueError(msg)
+    check_choice("border", border, GRADIENT_BORDERS)
 
     def grads(x: Tensor) -> tuple[Tensor, Tensor]:
         if border == "pad":

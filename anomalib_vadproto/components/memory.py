@@ -37,6 +37,7 @@ from anomalib_vadproto.components.fast import maybe_compiled
 from anomalib_vadproto.components.losses import compactness_loss, intensity_loss, separateness_loss
 from anomalib_vadproto.components.prototypes import prototype_read
 from anomalib_vadproto.components.scores import error_map, feature_distance, psnr, regular_score
+from anomalib_vadproto.errors import check_choice
 
 RESCALE_MODES = ("code", "paper")
 #: How the test-time update meets a batch (see the module docstring).
@@ -56,9 +57,7 @@ def memory_update(items: Tensor, queries: Tensor, rescale: str = "code") -> Tens
         ``(M, C)`` updated, unit-norm, detached items.
 
     """
-    if rescale not in RESCALE_MODES:
-        msg = f"rescale must be one of {RESCALE_MODES}, got {rescale!r}"
-        raise ValueError(msg)
+    check_choice("rescale", rescale, RESCALE_MODES)
     # The items are state that outlives the step: update them in their own precision (FP32), also when
     # the step runs under mixed precision and the queries come in bf16.
     items, queries = items.detach(), queries.detach().to(items.dtype)
@@ -112,10 +111,7 @@ class Memory(nn.Module):
         if num_items < 2:
             msg = f"The memory needs at least 2 items (nearest and second nearest), got {num_items}."
             raise ValueError(msg)
-        if rescale not in RESCALE_MODES:
-            msg = f"rescale must be one of {RESCALE_MODES}, got {rescale!r}"
-            raise ValueError(msg)
-        self.rescale = rescale
+        self.rescale = check_choice("rescale", rescale, RESCALE_MODES)
         self.register_buffer("items", F.normalize(torch.rand(num_items, dim), dim=1))
         self._test_items: Tensor | None = None
 
@@ -231,8 +227,10 @@ def read_feature_map(memory: Memory, features: Tensor, items: Tensor) -> MemoryR
 class MemoryModelMixin:
     """Evaluation behaviour shared by torch models with an MNAD memory (MNAD, LGN-Net).
 
-    The model sets ``memory``, ``test_time_update``, ``test_update``, ``gamma`` and ``read_only``, and
-    implements ``_score_outputs(clip, items, update)`` (the pure scoring, see :meth:`memory_outputs`).
+    Place it before :class:`~anomalib_vadproto.components.torch_model.VideoTorchModel` in the bases: it
+    provides that contract's :meth:`score` (with the gated test-time update) and :meth:`reset_test_state`.
+    The model sets ``memory``, ``test_time_update``, ``test_update`` and ``gamma``, and implements
+    ``_score_outputs(clip, items, update)`` (the pure scoring, see :meth:`memory_outputs`).
     """
 
     memory: Memory
@@ -258,11 +256,18 @@ class MemoryModelMixin:
         """Whether scoring applies the gated test-time update (``test_time_update`` and not read-only)."""
         return self.test_time_update and not self.read_only
 
-    def score_clips(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Score a batch, ``per_batch`` or ``per_clip`` (then one clip after another: batch-1 semantics).
+    def score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        """Score a batch and, unless read-only, apply the gated test-time update (``test_update``).
+
+        ``"per_batch"`` scores the batch with the items of its start; ``"per_clip"`` scores one clip after
+        another (batch-1 semantics).
+
+        Args:
+            clip: ``(B, T, C, H, W)`` pre-processed clip in ``[-1, 1]``.
 
         Returns:
-            ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error (B, 1, H, W))`` and the cues.
+            ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error (B, 1, H, W))`` and the cues
+            ``{"psnr": (B,), "feature_distance": (B,)}`` (:meth:`memory_outputs`).
 
         """
         if self.test_update == "per_clip" and self.updates_memory_at_test_time and clip.shape[0] > 1:

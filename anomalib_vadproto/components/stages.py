@@ -10,13 +10,19 @@ model tests, a ``--trainer.max_steps`` budget) is not refused: both stages are s
 proportion of the paper's schedule on UCSD Ped2 (DLAN-AC 10 : 80, CDDA 50 : 100), the switch falls
 inside an epoch where needed, and the plan is logged once. A run long enough keeps the configured
 split exactly (the switch at the start of epoch ``first_stage_epochs``).
+
+The mixin also times both stages (``<stage>_seconds``, carried in checkpoints) and reports the stage
+and the times for benchmarks (:meth:`TwoStageMixin.stage_summary`). Which first-stage argument a model
+class has is its class attribute ``first_stage_argument`` (``None`` on the one-stage models).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -103,23 +109,55 @@ def plan_stages(
 
 
 class TwoStageMixin:
-    """Plan and track the two training stages of a Lightning model (place it before ``VideoModelMixin``).
+    """Plan, track and time the two training stages of a Lightning model (place it before ``VideoModelMixin``).
 
-    The subclass sets :attr:`first_stage_argument` (the init argument holding the first stage's epochs),
-    the stage names and :attr:`paper_stage_epochs`, calls :meth:`plan_training_stages` from
-    ``on_train_start`` and asks :meth:`fit_batch` / :attr:`stage_plan` where the run is.
+    A model declares only what differs: :attr:`first_stage_argument` (the init argument holding the first
+    stage's epochs), :attr:`stage_keys`, :attr:`stage_names`, :attr:`paper_stage_epochs`,
+    :attr:`timing_checkpoint_key`, :attr:`in_second_stage` (from its torch model's stage buffer) and, when a
+    run may skip the second stage, :attr:`uses_two_stages`. It calls :meth:`init_stage_timing` in its
+    ``__init__``, asks :meth:`in_first_stage` / :meth:`first_stage_ends_after` where a batch falls, and calls
+    :meth:`charge_stage_time` before it switches inside an epoch.
+
+    The mixin's hooks (each subclass override calls ``super()``): ``on_train_start`` plans the switch
+    (:meth:`plan_training_stages`); ``on_train_epoch_start`` starts the stage clock; ``on_train_epoch_end``
+    charges the epoch's time to its stage; the checkpoint hooks save and restore :attr:`timing`.
     """
 
-    #: Name of the init argument that holds the first stage's epochs (``ac_epochs``, ``ae_epochs``).
-    first_stage_argument: str = ""
+    #: Name of the init argument that holds the first stage's epochs (``ac_epochs``, ``ae_epochs``). Read it on
+    #: the class (``DlanAc.first_stage_argument``); every subclass must set it.
+    first_stage_argument: str | None = None
+    #: Short names of the two stages: the ``"stage"`` of :meth:`stage_summary` and the timing keys ``<key>_seconds``.
+    stage_keys: tuple[str, str] = ("first", "second")
     #: Human names of the two stages, for the log.
     stage_names: tuple[str, str] = ("first stage", "second stage")
     #: The paper's epochs of the two stages (UCSD Ped2): the proportion of a shortened run.
     paper_stage_epochs: tuple[int, int] = (1, 1)
     #: Optimiser steps per training batch in each stage (Lightning's ``global_step``, for ``max_steps``).
     steps_per_batch: tuple[float, float] = (1.0, 1.0)
+    #: Checkpoint key under which :attr:`timing` is saved (kept per model, so older checkpoints still load).
+    timing_checkpoint_key: str = "stage_timing"
 
     stage_plan: StagePlan | None = None
+    #: Wall-clock seconds of each stage (``<stage key>_seconds``) and of the model's extra timers.
+    timing: dict[str, float]
+    _stage_clock: float = 0.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:  # noqa: ANN401
+        super().__init_subclass__(**kwargs)
+        if not cls.first_stage_argument:
+            msg = f"{cls.__name__} must set first_stage_argument (the init argument of its first stage's epochs)."
+            raise TypeError(msg)
+
+    # ------------------------------------------------------------------ what the model declares
+    @property
+    def in_second_stage(self) -> bool:
+        """Whether the torch model is in its second stage (the subclass reads its stage buffer)."""
+        raise NotImplementedError
+
+    @property
+    def uses_two_stages(self) -> bool:
+        """Whether this run has two stages (``False``: the first stage is the whole run, nothing is planned)."""
+        return True
 
     @property
     def first_stage_epochs(self) -> int:
@@ -203,6 +241,82 @@ class TwoStageMixin:
         else:  # before on_train_start plans a shortened run: its expected split
             start = int(max_epochs * self.first_stage_share)
         return max(1, max_epochs - start) if second_stage else max(1, start)
+
+    # ------------------------------------------------------------------ where a batch falls
+    def in_first_stage(self, batch_idx: int) -> bool:
+        """Whether training batch ``batch_idx`` of the current epoch belongs to the first stage.
+
+        By the plan (batches from the start of ``fit``), or by epochs without one (the first
+        ``first_stage_epochs`` epochs). Always ``True`` when :attr:`uses_two_stages` is ``False``.
+        """
+        if not self.uses_two_stages:
+            return True
+        switch = self.first_stage_batches()
+        if switch is None:
+            return self.current_epoch < self.first_stage_epochs  # type: ignore[attr-defined]
+        return self.fit_batch(batch_idx) < switch
+
+    def first_stage_ends_after(self, batch_idx: int) -> bool:
+        """Whether the first stage is over once training batch ``batch_idx`` of the current epoch ends.
+
+        ``True`` for the first stage's last batch and every later one. Without a plan (unknown batches per
+        epoch), only the last batch of epoch ``first_stage_epochs - 1``, when the epoch's length is known.
+        """
+        if self.stage_plan is not None:
+            return self.fit_batch(batch_idx) + 1 >= self.stage_plan.switch_batch
+        batches = self.trainer.num_training_batches  # type: ignore[attr-defined]
+        last_epoch = self.current_epoch == self.first_stage_epochs - 1  # type: ignore[attr-defined]
+        return last_epoch and math.isfinite(batches) and batch_idx + 1 >= batches
+
+    # ------------------------------------------------------------------ timing and summary
+    def init_stage_timing(self, *extra: str) -> None:
+        """Start :attr:`timing` at zero: one ``<stage key>_seconds`` per stage, then the ``extra`` timers."""
+        self.timing = dict.fromkeys((*(f"{key}_seconds" for key in self.stage_keys), *extra), 0.0)
+        self._stage_clock = 0.0
+
+    def start_stage_clock(self) -> None:
+        """Start timing the current stage now (the epoch start, or after work charged to no stage)."""
+        self._stage_clock = time.perf_counter()
+
+    def charge_stage_time(self) -> None:
+        """Add the time since the clock started to the current stage (call it before switching), restart it."""
+        now = time.perf_counter()
+        self.timing[f"{self.stage_keys[int(self.in_second_stage)]}_seconds"] += now - self._stage_clock
+        self._stage_clock = now
+
+    def stage_summary(self) -> dict[str, Any]:
+        """Report the current stage (its key) and every timer of :attr:`timing`, in seconds to 0.1 s."""
+        return {
+            "stage": self.stage_keys[int(self.in_second_stage)],
+            **{name: round(seconds, 1) for name, seconds in self.timing.items()},
+        }
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def on_train_start(self) -> None:
+        """Plan the stage switch now that the number of training batches is known."""
+        super().on_train_start()  # type: ignore[misc]
+        if self.uses_two_stages:
+            self.plan_training_stages()
+
+    def on_train_epoch_start(self) -> None:
+        """Start the stage clock."""
+        super().on_train_epoch_start()  # type: ignore[misc]
+        self.start_stage_clock()
+
+    def on_train_epoch_end(self) -> None:
+        """Charge the epoch's time to the stage it ended in."""
+        super().on_train_epoch_end()  # type: ignore[misc]
+        self.charge_stage_time()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save :attr:`timing` under :attr:`timing_checkpoint_key`."""
+        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
+        checkpoint[self.timing_checkpoint_key] = dict(self.timing)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore :attr:`timing` (a checkpoint without it keeps the zeros)."""
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+        self.timing.update(checkpoint.get(self.timing_checkpoint_key, {}))
 
 
 def _bounds(max_epochs: int | None, max_steps: int | None) -> str:

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 import av
 import numpy as np
 
+from anomalib_vadproto.errors import check_choice
+
 if TYPE_CHECKING:
     import torch
 
@@ -352,9 +354,7 @@ def write_video(
         ValueError: For an unknown codec, no frames, or frames of different sizes.
 
     """
-    if codec not in WRITE_PIXEL_FORMATS:
-        msg = f"codec must be one of {sorted(WRITE_PIXEL_FORMATS)}, got {codec!r}"
-        raise ValueError(msg)
+    check_choice("codec", codec, sorted(WRITE_PIXEL_FORMATS))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     iterator = iter(frames)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from anomalib_vadproto.errors import check_choice
+
 SMOOTHING_MODES = ("nearest", "reflect", "hold")
 """Border handling modes accepted by :func:`smooth_per_video` (see the module docstring)."""
 
@@ -301,9 +303,7 @@ def smooth_per_video(
         ValueError: On bad shapes/lengths, non-finite scores, or invalid ``taps``/``sigma``/``mode``.
 
     """
-    if mode not in SMOOTHING_MODES:
-        msg = f"smoothing mode must be one of {SMOOTHING_MODES}, got {mode!r}."
-        raise ValueError(msg)
+    check_choice("smoothing mode", mode, SMOOTHING_MODES)
     kernel = gaussian_kernel(taps, sigma)
     video_index = _as_1d(video_index, "video_index")
     scores = _as_1d_float(scores, "scores", video_index)

@@ -77,6 +77,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from anomalib_vadproto.errors import check_choice
+
 from .functional import (
     SMOOTHING_MODES,
     ProtocolResult,
@@ -165,10 +167,7 @@ class VideoProtocolAUC(Metric):
         self.smoothing = bool(smoothing)
         self.smoothing_taps = int(smoothing_taps)
         self.smoothing_sigma = float(smoothing_sigma)
-        if smoothing_mode not in SMOOTHING_MODES:
-            msg = f"smoothing_mode must be one of {SMOOTHING_MODES}, got {smoothing_mode!r}."
-            raise ValueError(msg)
-        self.smoothing_mode = smoothing_mode
+        self.smoothing_mode = check_choice("smoothing_mode", smoothing_mode, SMOOTHING_MODES)
         gaussian_kernel(self.smoothing_taps, self.smoothing_sigma)  # validate early
         self.prefix = prefix
         self._cue_names = tuple(sorted(self.cue_weights))

@@ -89,3 +89,45 @@ def test_a_chosen_schedule_or_unbounded_run_is_kept(overrides) -> None:
     fake = trainer(**overrides)
     before = fake.check_val_every_n_epoch
     assert scheduled(fake) == before
+
+
+# ---------------------------------------------------------------------------------------------- held-out videos
+@pytest.fixture(scope="module")
+def held_out_run(tmp_path_factory):
+    """Two epochs of a tiny MNAD validating on one held-out training video of four."""
+    from anomalib.engine import Engine
+
+    from anomalib_vadproto import LocalUCSDped, Mnad
+    from anomalib_vadproto.data import make_synthetic_ucsd
+
+    root = tmp_path_factory.mktemp("held_out")
+    make_synthetic_ucsd(root, n_train=4, n_test=2, n_frames=12, height=32, width=48)
+    datamodule = LocalUCSDped(
+        root=root, category="synthetic", clip_length_in_frames=5, frames_between_clips=1, train_batch_size=4,
+        eval_batch_size=8, num_workers=0, val_split_mode="from_train", val_videos=1,
+    )  # fmt: skip
+    counter = ValidationEpochs()
+    model = Mnad(image_size=(32, 32), grayscale=True, width=4, seed=0)
+    engine = Engine(max_epochs=2, default_root_dir=root / "run", logger=False, callbacks=[counter])
+    engine.fit(model=model, datamodule=datamodule)
+    metrics = dict(engine.trainer.callback_metrics)
+    results = engine.test(model=model, datamodule=datamodule)
+    return model, datamodule, counter, metrics, results
+
+
+def test_held_out_videos_validate_every_epoch_and_report_the_cues(held_out_run) -> None:
+    model, datamodule, counter, metrics, _ = held_out_run
+    assert datamodule.held_out_videos == ("Train003",)
+    assert counter.epochs == [0, 1]  # Lightning's schedule: the validation curve is the point
+    # The mean of each of MNAD's cues over the held-out clips: the prediction PSNR and the feature distance.
+    assert {"val_psnr", "val_feature_distance"} <= set(metrics)
+    assert 0.0 < float(metrics["val_psnr"]) < 100.0
+    assert float(metrics["val_feature_distance"]) >= 0.0
+    # Held-out clips are normal: the post-processor's threshold sits at or above every normal score.
+    assert torch.isfinite(model.post_processor._image_threshold)
+
+
+def test_a_held_out_run_tests_on_the_test_videos(held_out_run) -> None:
+    model, *_, results = held_out_run
+    assert 0.0 <= results[0]["protocol_AUC_micro"] <= 1.0
+    assert model.protocol_result is not None

@@ -276,7 +276,7 @@ def test_score_epsilon_does_not_bend_the_per_video_normalisation():
 
     Ped2's products are 3e-11 to 5e-10 at the lite scale, where the old ε of 1e-12 was up to 3.8% of a video's smallest.
     """
-    model = initialised(tiny_model()).eval()
+    model = initialised(tiny_model(diagnostic_cues=True)).eval()
     with torch.no_grad():
         _, cues = model.score(clip())
     product = torch.stack([cues[name] for name in model.score_factors]).prod(dim=0).double()
@@ -290,7 +290,7 @@ def test_score_epsilon_does_not_bend_the_per_video_normalisation():
 
 
 def test_score_before_the_centres_uses_the_reconstruction_error_alone():
-    model = tiny_model().eval()
+    model = tiny_model(diagnostic_cues=True).eval()
     with torch.no_grad():
         _, cues = model.score(clip())
         error = model._forward(clip()).reconstruction_error_map().mean(dim=(1, 2, 3))
@@ -302,7 +302,7 @@ def test_score_before_the_centres_uses_the_reconstruction_error_alone():
 
 @pytest.mark.parametrize("clustering", ["separate", "joint"])
 def test_diagnostic_cues_are_the_factors_of_the_product(clustering):
-    model = initialised(tiny_model(clustering=clustering)).eval()
+    model = initialised(tiny_model(clustering=clustering, diagnostic_cues=True)).eval()
     with torch.no_grad():
         _, cues = model.score(clip())
     names = {"separate": ("reconstruction", "motion_distance", "appearance_distance")}
@@ -317,7 +317,9 @@ def test_diagnostic_cues_are_the_factors_of_the_product(clustering):
 
 
 def test_each_score_form_reports_the_other_as_a_variant():
-    product, pixelwise = (initialised(tiny_model(score=form)).eval() for form in ("product", "pixelwise"))
+    product, pixelwise = (
+        initialised(tiny_model(score=form, diagnostic_cues=True)).eval() for form in ("product", "pixelwise")
+    )
     pixelwise.load_state_dict(product.state_dict())
     with torch.no_grad():
         _, product_cues = product.score(clip())
@@ -328,7 +330,7 @@ def test_each_score_form_reports_the_other_as_a_variant():
 
 
 def test_diagnostic_cues_have_zero_weight_and_leave_the_protocol_auc_unchanged():
-    lightning = Cdda(image_size=(32, 32), width=2, num_clusters=4, ae_epochs=1)
+    lightning = Cdda(image_size=(32, 32), width=2, num_clusters=4, ae_epochs=1, diagnostic_cues=True)
     weights = lightning.protocol.cue_weights
     diagnostics = (
         "reconstruction", "motion_distance", "appearance_distance", "motion_error", "appearance_error",
@@ -340,10 +342,40 @@ def test_diagnostic_cues_have_zero_weight_and_leave_the_protocol_auc_unchanged()
     labels = np.tile([0, 0, 0, 1, 1, 0, 0, 0], 2)
     video_index = np.repeat([0, 1], 8)
     regularity = rng.random(16) + 0.5 * (1 - labels)
-    noise = {name: rng.random(16) for name in lightning.model.diagnostic_cues}  # uninformative
+    noise = {name: rng.random(16) for name in lightning.model.diagnostic_cue_names}  # uninformative
     fused = fuse_cues({"regularity": regularity, **noise}, video_index, weights, lightning.protocol.normal_cues)
     alone = fuse_cues({"regularity": regularity}, video_index, {"regularity": 1.0}, ("regularity",))
     np.testing.assert_array_equal(fused, alone)
+
+
+@pytest.mark.parametrize("form", ["product", "pixelwise"])
+def test_diagnostic_cues_are_opt_in_and_leave_the_score_unchanged(form):
+    plain = initialised(tiny_model(score=form)).eval()
+    diagnostic = initialised(tiny_model(score=form, diagnostic_cues=True)).eval()
+    assert list(plain.state_dict()) == list(diagnostic.state_dict())  # the option changes no weight or buffer
+    with torch.no_grad():
+        batch, cues = plain.score(clip())
+        full_batch, full_cues = diagnostic.score(clip())
+    assert list(cues) == list(plain.cue_names) == ["regularity"]
+    assert list(full_cues) == list(diagnostic.cue_names) == ["regularity", *diagnostic.diagnostic_cue_names]
+    assert torch.equal(batch.pred_score, full_batch.pred_score)
+    assert torch.equal(batch.anomaly_map, full_batch.anomaly_map)
+    assert torch.equal(cues["regularity"], full_cues["regularity"])
+    plain.diagnostic_cues = True  # an attribute: switched on a built model, e.g. one loaded from a checkpoint
+    with torch.no_grad():
+        assert set(plain.score(clip())[1]) == set(full_cues)
+
+
+@pytest.mark.parametrize("diagnostic_cues", [False, True])
+def test_protocol_and_exported_outputs_carry_the_diagnostic_cues_only_when_asked(diagnostic_cues):
+    model = Cdda(**TINY, diagnostic_cues=diagnostic_cues)
+    assert model.hparams["diagnostic_cues"] is diagnostic_cues
+    expected = ("regularity", *(model.model.diagnostic_cue_names if diagnostic_cues else ()))
+    assert model.protocol.cue_weights == {name: float(name == "regularity") for name in expected}
+    raw = torch.rand(2, 5, 3, 32, 32, generator=torch.Generator().manual_seed(0))  # the graph's input: [0, 1] RGB
+    with model.read_only_eval(), torch.no_grad():
+        outputs = model.predict_clip(raw)  # what the export traces: its outputs are these names
+    assert {name for name in outputs if name.startswith("cue_")} == {f"cue_{name}" for name in expected}
 
 
 def test_joint_clustering_uses_one_centre_set_on_the_concatenation():
@@ -628,6 +660,7 @@ def test_openvino_export_matches_pytorch(fitted, synthetic_root):
     with model.read_only_eval(), torch.no_grad():
         reference = model.predict_clip(clips)
     assert set(outputs) == set(reference) >= {"pred_score", "anomaly_map", "cue_regularity"}
+    assert {name for name in outputs if name.startswith("cue_")} == {"cue_regularity"}  # no diagnostics by default
     np.testing.assert_allclose(outputs["pred_score"], reference["pred_score"].numpy(), atol=1e-3)
     np.testing.assert_allclose(outputs["anomaly_map"], reference["anomaly_map"].numpy(), rtol=1e-3, atol=1e-7)
     # the cue is 1 / p: compare relatively

@@ -23,11 +23,11 @@ from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import nn
 
-from anomalib_vadproto.components.clip import check_choice
 from anomalib_vadproto.components.fast import adam_kwargs
 from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 from anomalib_vadproto.components.losses import intensity_loss
 from anomalib_vadproto.components.ssim import ssim_loss
+from anomalib_vadproto.errors import check_choice
 
 from .torch_model import ApnModel, ApnTrainOutput, diversity_loss, nearest_prototypes
 

@@ -23,9 +23,10 @@ from anomalib.data import InferenceBatch
 from torch import Tensor, nn
 
 from anomalib_vadproto.components.blocks import OutputHead, torch_cat
-from anomalib_vadproto.components.clip import check_at_least, check_choice, split_clip, stack_frames, validate_clip
-from anomalib_vadproto.components.fast import maybe_compiled
+from anomalib_vadproto.components.clip import check_at_least, split_clip, stack_frames
 from anomalib_vadproto.components.scores import error_map, psnr
+from anomalib_vadproto.components.torch_model import VideoTorchModel
+from anomalib_vadproto.errors import check_choice
 
 from .criss_cross import RecurrentCrissCross
 from .prototype_unit import AttentionPrototypeUnit, PrototypeOutput
@@ -79,8 +80,11 @@ class ApnTrainOutput(NamedTuple):
     prototypes: PrototypeOutput  # queries, per-sample prototypes and scores of the APU
 
 
-class ApnModel(nn.Module):
+class ApnModel(VideoTorchModel):
     """APN: 3-level U-Net with criss-cross attention and the attention prototype unit.
+
+    Training mode returns :class:`ApnTrainOutput`; :meth:`score` is a pure function of the clip (APN keeps no
+    state between clips, so :meth:`reset_test_state` has nothing to do and ``read_only`` changes nothing).
 
     Args:
         num_input_frames: Past frames (paper: 4).
@@ -101,13 +105,9 @@ class ApnModel(nn.Module):
         recurrence: int = 2,
         context_fusion: str = "sum",
     ) -> None:
-        super().__init__()
-        check_at_least("num_input_frames", num_input_frames)
+        super().__init__(num_input_frames, in_channels)
         check_at_least("width", width)
         check_choice("context_fusion", context_fusion, CONTEXT_FUSIONS)
-        self.num_inputs = num_input_frames
-        self.clip_length = num_input_frames + 1
-        self.in_channels = in_channels
         w1, w2, w3 = width, 2 * width, 4 * width
         self.enc1 = ContextStage(in_channels * num_input_frames, w1, recurrence, context_fusion)
         self.enc2 = ContextStage(w1, w2, recurrence, context_fusion)
@@ -120,15 +120,9 @@ class ApnModel(nn.Module):
         self.prototype_unit = AttentionPrototypeUnit(2 * w1, num_prototypes)
         self.head = OutputHead(2 * w1, w1, in_channels, batch_norm=False)
 
-    def reset_test_state(self) -> None:
-        """Nothing to reset: APN keeps no state between clips."""
-
-    def _predict(self, clip: Tensor) -> ApnTrainOutput:
-        # The finite check reads the clip on the host: skipped in training on an accelerator (no sync per step).
-        clip = validate_clip(
-            clip, self.clip_length, self.in_channels, check_finite=not self.training or clip.device.type == "cpu"
-        )
-        inputs, target = split_clip(clip, self.num_inputs)
+    def _forward(self, clip: Tensor) -> ApnTrainOutput:
+        """Predict the last frame: the prediction, its target and the prototype unit's outputs."""
+        inputs, target = split_clip(self.check_clip(clip), self.num_inputs)
         e1 = self.enc1(stack_frames(inputs))
         e2 = self.enc2(self.pool(e1))
         x = self.dec3(self.enc3(self.pool(e2)))
@@ -137,14 +131,8 @@ class ApnModel(nn.Module):
         prototypes = self.prototype_unit(features)
         return ApnTrainOutput(self.head(prototypes.output), target, prototypes)
 
-    def forward(self, clip: Tensor) -> ApnTrainOutput | InferenceBatch:
-        """Training: :class:`ApnTrainOutput`. Evaluation: an ``InferenceBatch`` (see :meth:`score`)."""
-        if self.training:
-            return self._predict(clip)
-        return self.score(clip)[0]
-
-    def score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Score clips as the released code does.
+    def _score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        """Score clips as the released code does (compiled with ``compile``).
 
         Returns:
             ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error)`` and the normality cues
@@ -152,11 +140,7 @@ class ApnModel(nn.Module):
             reconstruction of each location by its nearest prototype).
 
         """
-        return maybe_compiled(self, type(self)._score, clip.device)(self, clip)
-
-    def _score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Score clips: the body of :meth:`score`, a pure function of the clip (compiled with ``compile``)."""
-        out = self._predict(clip)
+        out = self._forward(clip)
         frame_psnr = psnr(out.prediction, out.target)
         batch = InferenceBatch(pred_score=-frame_psnr, anomaly_map=error_map(out.prediction, out.target))
         return batch, {"psnr": frame_psnr, "psnr_feature": feature_psnr(out.prototypes)}

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from anomalib_vadproto.errors import check_choice
+
 DISTANCES = ("squared", "euclidean")
 
 
@@ -50,9 +52,7 @@ class DeepKMeans(nn.Module):
         if num_clusters < 1:
             msg = f"num_clusters must be at least 1, got {num_clusters}"
             raise ValueError(msg)
-        if distance not in DISTANCES:
-            msg = f"cluster distance must be one of {DISTANCES}, got {distance!r}"
-            raise ValueError(msg)
+        check_choice("cluster_distance", distance, DISTANCES)
         if alpha <= 0:
             msg = f"alpha must be positive, got {alpha}"
             raise ValueError(msg)

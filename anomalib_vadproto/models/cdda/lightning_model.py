@@ -47,10 +47,11 @@ from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import Tensor, nn
 
-from anomalib_vadproto.components.clip import check_at_least, check_choice
+from anomalib_vadproto.components.clip import check_at_least
 from anomalib_vadproto.components.fast import adam_kwargs
 from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
 from anomalib_vadproto.components.stages import TwoStageMixin
+from anomalib_vadproto.errors import check_choice
 
 from .clustering import fit_kmeans
 from .torch_model import SIZE_MULTIPLE, CddaModel, CddaOutput
@@ -183,6 +184,11 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         lr_drop_factor: Factor of the drop (paper: 1e-4 → 1e-5, 0.1).
         score: ``"product"`` (paper eq. 14: ``1 / (D_m · D_a · E_rec)``) or ``"pixelwise"`` (STD code:
             ``1 / mean(e ⊙ m)``).
+        diagnostic_cues: Also score the diagnostic cues (the product's factors, each autoencoder's error and
+            the other score form's regularity; :attr:`CddaModel.diagnostic_cue_names`) with weight 0 in the
+            papers' protocol, so each gets its own protocol AUC (``protocol_result.cue_auc()``) while the
+            fused score stays ``"regularity"`` alone. Off by default: the exported graph and the deployed
+            outputs then carry ``cue_regularity`` only.
         seed: Seed for a reproducible run (also the k-means seed).
         compile: ``torch.compile`` the AE step's forward and losses, the centre step's loss and the scoring;
             k-means, the freezing and both optimisers stay eager (see the README's *Fast training on a GPU*).
@@ -200,9 +206,11 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
     architecture_hparams = ("num_input_frames", "image_size", "grayscale", "width", "num_clusters", "clustering")
     size_multiple = SIZE_MULTIPLE  # 16: three stride-2 stages, and the first attention pools by 8
     first_stage_argument = "ae_epochs"
+    stage_keys = ("pretrain", "alternating")
     stage_names = ("autoencoder pre-training", "alternating optimisation")
     paper_stage_epochs = (50, 100)
     steps_per_batch = (1.0, 2.0)  # the alternating stage steps both optimisers every batch
+    timing_checkpoint_key = "cdda_timing"
     cuda_graph_training = False  # the two steps' compiled calls see different parameters frozen
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (43 of the lite network's
     # 47): the smallest depth at which the score ranks training clips like FP32 (Spearman >= 0.99;
@@ -237,6 +245,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         lr_drop_epoch: int | None = 100,
         lr_drop_factor: float = 0.1,
         score: str = "product",
+        diagnostic_cues: bool = False,
         seed: int | None = None,
         compile: bool = False,
         compile_mode: str | None = None,
@@ -296,24 +305,22 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
             attention=attention,
             spatial_init=spatial_init,
             score=score,
+            diagnostic_cues=diagnostic_cues,
         )
         self.setup_fast_training(compile, compile_mode, channels_last, log_step_losses)
         self.clip_length = self.model.clip_length
-        #: Wall-clock seconds per stage and of k-means, and the k-means result; carried in checkpoints.
-        self.timing = {"pretrain_seconds": 0.0, "alternating_seconds": 0.0, "kmeans_seconds": 0.0}
+        self.init_stage_timing("kmeans_seconds")  # per stage and of k-means, carried in checkpoints
+        #: The k-means result per clustering (samples, inertia, active dimensions); carried in checkpoints.
         self.kmeans_info: dict[str, dict[str, float]] = {}
         #: Per clustering, the mean soft-assigned distance (eq. 10, per location) of each alternating epoch's
         #: centre steps: how close the codes sit to their centres as training goes on. Carried in checkpoints.
         self.distance_history: dict[str, list[float]] = {}
         self._epoch_distance: dict[str, list[Tensor]] = {}
         self._samples: dict[str, list[Tensor]] = {}
-        self._epoch_start = 0.0
-        # The score's factors and the other score form ride along with weight 0: they leave the fused
-        # score unchanged and give each their own protocol AUC (``ProtocolResult.cue_auc``).
-        self.setup_protocol(
-            {"regularity": 1.0, **dict.fromkeys(self.model.diagnostic_cues, 0.0)},
-            normal_cues=("regularity", self.model.variant_cue),
-        )
+        # The diagnostic cues ride along with weight 0: they leave the fused score unchanged and give each
+        # their own protocol AUC (``ProtocolResult.cue_auc``).
+        normal_cues = ("regularity", self.model.variant_cue) if diagnostic_cues else ("regularity",)
+        self.setup_protocol({name: float(name == "regularity") for name in self.model.cue_names}, normal_cues)
 
     @staticmethod
     def _check_arguments(
@@ -336,9 +343,10 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         check_choice("centre_step", centre_step, CENTRE_STEPS)
 
     # ------------------------------------------------------------------ optimisers and stages
-    def on_train_start(self) -> None:
-        """Plan the stage switch now that the number of training batches is known."""
-        self.plan_training_stages()
+    @property
+    def in_second_stage(self) -> bool:
+        """Whether the centres exist (the alternating stage)."""
+        return self.model.alternating
 
     def centre_step_parameters(self) -> list[nn.Parameter]:
         """Parameters of the centre step: the centres (+ the encoders' last convolutions, STD form)."""
@@ -376,19 +384,17 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
 
     def on_train_epoch_start(self) -> None:
         """Start gathering k-means features in the last pre-training epoch; set the AE learning rate."""
-        window = self.gather_window()
         if not self.model.alternating:
-            if window is None:
-                if self.current_epoch >= self.ae_epochs:
-                    self.start_alternating()  # the last-batch switch did not run (an unknown number of batches)
-                elif self.current_epoch == self.ae_epochs - 1:
-                    self._samples = {name: [] for name in self.model.clusters}
-            elif self.fit_batch(0) >= window[1]:
-                self.start_alternating()  # resumed at or after the switch without it
+            if not self.in_first_stage(0):
+                # Resumed at or after the switch without it, or the last-batch switch did not run (an unknown
+                # number of batches per epoch).
+                self.start_alternating()
+            elif self.gather_window() is None and self.current_epoch == self.ae_epochs - 1:
+                self._samples = {name: [] for name in self.model.clusters}
         autoencoders = self.optimizers()[0]
         for group in autoencoders.param_groups:
             group["lr"] = self.autoencoder_lr(self.current_epoch)
-        self._epoch_start = time.perf_counter()
+        super().on_train_epoch_start()  # the stage clock, after any k-means (timed on its own)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:  # noqa: ANN401
         """Start gathering k-means features at the first batch of the gathering window."""
@@ -400,19 +406,10 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:  # noqa: ANN401
         """Initialise the centres after the last pre-training batch (before that epoch's validation/checkpoint)."""
         del outputs, batch
-        window = self.gather_window()
-        if window is not None:
-            last_pretraining_batch = self.fit_batch(batch_idx) + 1 >= window[1]
-        else:
-            last = self.trainer.num_training_batches
-            last_pretraining_batch = (
-                self.current_epoch == self.ae_epochs - 1 and math.isfinite(last) and batch_idx + 1 >= last
-            )
-        if not self.model.alternating and last_pretraining_batch:
-            self.timing["pretrain_seconds"] += time.perf_counter() - self._epoch_start
-            self._epoch_start = time.perf_counter()
+        if not self.model.alternating and self.first_stage_ends_after(batch_idx):
+            self.charge_stage_time()
             self.start_alternating()
-            self._epoch_start = time.perf_counter()
+            self.start_stage_clock()  # k-means is timed on its own
 
     def start_alternating(self) -> None:
         """Run k-means on the gathered features, initialise the centres and rebuild the optimisers.
@@ -463,8 +460,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
 
     def on_train_epoch_end(self) -> None:
         """Log the stage and the stage times."""
-        key = "alternating_seconds" if self.model.alternating else "pretrain_seconds"
-        self.timing[key] += time.perf_counter() - self._epoch_start
+        super().on_train_epoch_end()  # the epoch's time, to its stage
         for name, values in self._epoch_distance.items():
             if values:
                 mean = float(torch.stack(values).mean())
@@ -480,14 +476,12 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["cdda_timing"] = dict(self.timing)
+        super().on_save_checkpoint(checkpoint)  # the stage times too
         checkpoint["cdda_kmeans"] = {name: dict(info) for name, info in self.kmeans_info.items()}
         checkpoint["cdda_distance_history"] = {name: list(values) for name, values in self.distance_history.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
-        super().on_load_checkpoint(checkpoint)
-        self.timing.update(checkpoint.get("cdda_timing", {}))
+        super().on_load_checkpoint(checkpoint)  # the stage times too
         self.kmeans_info.update(checkpoint.get("cdda_kmeans", {}))
         self.distance_history.update(checkpoint.get("cdda_distance_history", {}))
 
@@ -498,10 +492,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         epoch on the training clips (compare ``kmeans.<name>.inertia / samples`` at the start).
         """
         return {
-            "stage": "alternating" if self.model.alternating else "pretrain",
-            "pretrain_seconds": round(self.timing["pretrain_seconds"], 1),
-            "alternating_seconds": round(self.timing["alternating_seconds"], 1),
-            "kmeans_seconds": round(self.timing["kmeans_seconds"], 1),
+            **self.stage_summary(),  # stage ("pretrain" or "alternating"), the two stages' and k-means' seconds
             "kmeans": {name: dict(info) for name, info in self.kmeans_info.items()},
             "distance_history": {name: list(values) for name, values in self.distance_history.items()},
         }

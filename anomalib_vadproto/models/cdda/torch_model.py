@@ -1,7 +1,7 @@
 """PyTorch model of CDDA (Chang et al., ECCV 2020): a spatial and a motion autoencoder with deep k-means.
 
-The paper gives no layer-level architecture; the layers follow the first author's STD code, adapted
-to the ECCV formulation (the model README lists every choice):
+The paper gives no layer-level architecture; the layers (:mod:`.layers`) follow the first author's STD
+code, adapted to the ECCV formulation (the model README lists every choice):
 
 * the **spatial AE** reconstructs the last frame of the clip (the LIF, ``x_a``);
 * the **motion AE** reads the other ``T − 1`` frames ``x_clips`` stacked on the channel axis and
@@ -13,7 +13,7 @@ to the ECCV formulation (the model README lists every choice):
   of their concatenation (``"joint"``, the STD code).
 
 Frames arrive in the plugin's ``[-1, 1]`` range and are mapped to ``[0, 1]`` (the range of the losses
-and the score) inside :meth:`CddaModel.forward`. The decoders are linear (no ``tanh``).
+and the score) inside the model. The decoders are linear (no ``tanh``).
 
 The stage (0: autoencoder pre-training, 1: alternating optimisation with initialised centres) is a
 buffer, so checkpoints restore it; before the centres are initialised the score uses the
@@ -29,22 +29,16 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib.data import InferenceBatch
 from torch import Tensor, nn
 
-from anomalib_vadproto.components.clip import (
-    ClipShapeError,
-    check_at_least,
-    check_choice,
-    split_clip,
-    stack_frames,
-    validate_clip,
-)
-from anomalib_vadproto.components.fast import maybe_compiled
+from anomalib_vadproto.components.clip import ClipShapeError, check_at_least, split_clip, stack_frames
 from anomalib_vadproto.components.scores import to_unit_range
+from anomalib_vadproto.components.torch_model import VideoTorchModel
+from anomalib_vadproto.errors import check_choice
 
 from .clustering import DeepKMeans
+from .layers import MotionDecoder, MotionEncoder, SpatialDecoder, SpatialEncoder
 
 PRETRAIN_STAGE, ALTERNATING_STAGE = 0, 1
 CLUSTERINGS = ("separate", "joint")
-ATTENTIONS = ("code", "paper")
 #: Initialisations of the spatial encoder's convolutions (the motion AE and the decoders keep PyTorch's default).
 SPATIAL_INITS = ("default", "kaiming")
 SCORES = ("product", "pixelwise")
@@ -52,185 +46,6 @@ SCORES = ("product", "pixelwise")
 ERROR_PARTS = ("motion_error", "appearance_error")
 #: Frames must be divisible by this: three stride-2 stages, and the first attention pools by 8 at stride 2.
 SIZE_MULTIPLE = 16
-
-
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    """3x3 convolution without bias (every convolution of the STD code)."""
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-
-
-def l1_normalise(x: Tensor, eps: float = 1e-12) -> Tensor:
-    """Divide every location of ``(B, C, h, w)`` by the L1 norm of its channel vector."""
-    return x / x.abs().sum(dim=1, keepdim=True).clamp_min(eps)
-
-
-class ResidualDown(nn.Module):
-    """``RB↓(i→o)``: conv3x3/2 → LeakyReLU → conv3x3, plus a conv3x3/2 shortcut; sum → LeakyReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.conv1 = conv3x3(in_channels, out_channels, stride=2)
-        self.conv2 = conv3x3(out_channels, out_channels)
-        self.shortcut = conv3x3(in_channels, out_channels, stride=2)
-        self.act = nn.LeakyReLU()
-
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        return self.act(self.conv2(self.act(self.conv1(x))) + self.shortcut(x))
-
-
-class ResidualUp(nn.Module):
-    """``RB↑(i→o)``: PixelShuffle(2) (``i → i/4``) then the residual block with conv3x3 (``i/4 → o``)."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        if in_channels % 4:
-            msg = f"PixelShuffle(2) needs input channels divisible by 4, got {in_channels}"
-            raise ValueError(msg)
-        self.shuffle = nn.PixelShuffle(2)
-        self.conv1 = conv3x3(in_channels // 4, out_channels)
-        self.conv2 = conv3x3(out_channels, out_channels)
-        self.shortcut = conv3x3(in_channels // 4, out_channels)
-        self.act = nn.LeakyReLU()
-
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        x = self.shuffle(x)
-        return self.act(self.conv2(self.act(self.conv1(x))) + self.shortcut(x))
-
-
-class VarianceAttention(nn.Module):
-    """Variance attention of the motion encoder (paper eqs. 7-9).
-
-    ``form="code"`` (STD code, recommended): ``f`` = 1x1 conv, average-pooled by ``pool``;
-    ``v = Σ_d (f_d − mean_d f)²``; ``a`` = softmax of ``v`` over the pooled positions, upsampled by
-    ``pool`` (nearest); output ``x · exp(a)``.
-    ``form="paper"``: ``v = mean_d |f_d − mean_d f|`` at full resolution; ``a`` = L2-normalised softmax
-    over positions; output ``x · (1 + a)`` (the paper does not say how ``a`` is applied).
-
-    Args:
-        channels: Channels of ``x`` (and of the 1x1 convolution ``W_g``).
-        pool: Pooling kernel and stride of the code form (8, 4, 2 at the three stages).
-        form: ``"code"`` or ``"paper"``.
-
-    """
-
-    def __init__(self, channels: int, pool: int, form: str = "code") -> None:
-        super().__init__()
-        if form not in ATTENTIONS:
-            msg = f"attention must be one of {ATTENTIONS}, got {form!r}"
-            raise ValueError(msg)
-        self.transform = nn.Conv2d(channels, channels, 1, bias=False)
-        self.pool = pool
-        self.form = form
-
-    def attention(self, x: Tensor) -> Tensor:
-        """Return the attention map ``a`` at the resolution of ``x``, ``(B, 1, H, W)``."""
-        f = self.transform(x)
-        if self.form == "code":
-            f = F.avg_pool2d(f, self.pool)
-            v = (f - f.mean(dim=1, keepdim=True)).square().sum(dim=1)
-        else:
-            v = (f - f.mean(dim=1, keepdim=True)).abs().mean(dim=1)
-        b, h, w = v.shape
-        a = torch.softmax(v.reshape(b, h * w), dim=1)
-        if self.form == "paper":
-            a = F.normalize(a, dim=1)
-        a = a.reshape(b, 1, h, w)
-        if self.form == "code":
-            a = F.interpolate(a, size=x.shape[-2:], mode="nearest")
-        return a
-
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        a = self.attention(x)
-        return x * torch.exp(a) if self.form == "code" else x * (1.0 + a)
-
-
-class SpatialEncoder(nn.Module):
-    """conv3x3 + ReLU, then ``BN → RB↓`` three times, then the projection (conv3x3 + ReLU + L1 norm)."""
-
-    def __init__(self, in_channels: int, width: int) -> None:
-        super().__init__()
-        w = width
-        self.stem = nn.Sequential(conv3x3(in_channels, w), nn.ReLU())
-        self.body = nn.Sequential(
-            nn.BatchNorm2d(w), ResidualDown(w, 2 * w),
-            nn.BatchNorm2d(2 * w), ResidualDown(2 * w, 4 * w),
-            nn.BatchNorm2d(4 * w), ResidualDown(4 * w, 8 * w),
-        )  # fmt: skip
-        self.projection = conv3x3(8 * w, 8 * w)
-
-    def kaiming_init(self) -> None:
-        """Kaiming-normal weights (fan-in, LeakyReLU slope 0.01, i.e. a gain of about sqrt(2)) for every convolution.
-
-        PyTorch's default is uniform with a standard deviation 2.45x smaller; with it, at the lite
-        profile's rate, most of the projection's ReLU channels die in the first 100 Adam steps
-        (``benchmarks/cdda_code_collapse.py``).
-        """
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, a=0.01, nonlinearity="leaky_relu")
-
-    def project(self, pre: Tensor) -> Tensor:
-        """``z_a`` from the projection's input: conv, ReLU, L1-normalise (non-negative)."""
-        return l1_normalise(F.relu(self.projection(pre)))
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ``(z_a, projection input)``."""
-        pre = self.body(self.stem(x))
-        return self.project(pre), pre
-
-
-class SpatialDecoder(nn.Module):
-    """``RB↑(8w→8w) → RB↑(8w→4w) → RB↑(4w→2w) → conv3x3(2w→C)``, linear output, no skips."""
-
-    def __init__(self, out_channels: int, width: int) -> None:
-        super().__init__()
-        w = width
-        self.body = nn.Sequential(ResidualUp(8 * w, 8 * w), ResidualUp(8 * w, 4 * w), ResidualUp(4 * w, 2 * w))
-        self.head = conv3x3(2 * w, out_channels)
-
-    def forward(self, z: Tensor) -> Tensor:  # noqa: D102
-        return self.head(self.body(z))
-
-
-class MotionEncoder(nn.Module):
-    """conv3x3 + ReLU, then ``RB↓ → VA`` three times (pools 8, 4, 2), then the projection (conv3x3 + L1 norm)."""
-
-    def __init__(self, in_channels: int, width: int, attention: str = "code") -> None:
-        super().__init__()
-        w = width
-        self.stem = nn.Sequential(conv3x3(in_channels, w), nn.ReLU())
-        self.down1, self.att1 = ResidualDown(w, 2 * w), VarianceAttention(2 * w, 8, attention)
-        self.down2, self.att2 = ResidualDown(2 * w, 4 * w), VarianceAttention(4 * w, 4, attention)
-        self.down3, self.att3 = ResidualDown(4 * w, 8 * w), VarianceAttention(8 * w, 2, attention)
-        self.projection = conv3x3(8 * w, 8 * w)
-
-    def project(self, pre: Tensor) -> Tensor:
-        """``z_m`` from the projection's input: conv, L1-normalise."""
-        return l1_normalise(self.projection(pre))
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
-        """Return ``(z_m, projection input, skips (m1, m2))``."""
-        m1 = self.att1(self.down1(self.stem(x)))
-        m2 = self.att2(self.down2(m1))
-        pre = self.att3(self.down3(m2))
-        return self.project(pre), pre, (m1, m2)
-
-
-class MotionDecoder(nn.Module):
-    """``RB↑(8w→4w)``, ``[·, m2] → RB↑(8w→2w)``, ``[·, m1] → RB↑(4w→2w)``, ``conv3x3(2w→C_out)``, linear."""
-
-    def __init__(self, out_channels: int, width: int) -> None:
-        super().__init__()
-        w = width
-        self.up1 = ResidualUp(8 * w, 4 * w)
-        self.up2 = ResidualUp(8 * w, 2 * w)
-        self.up3 = ResidualUp(4 * w, 2 * w)
-        self.head = conv3x3(2 * w, out_channels)
-
-    def forward(self, z: Tensor, skips: tuple[Tensor, Tensor]) -> Tensor:  # noqa: D102
-        m1, m2 = skips
-        x = self.up2(torch.cat((self.up1(z), m2), dim=1))
-        return self.head(self.up3(torch.cat((x, m1), dim=1)))
 
 
 @dataclass
@@ -273,8 +88,11 @@ class CddaOutput:
         }
 
 
-class CddaModel(nn.Module):
+class CddaModel(VideoTorchModel):
     """CDDA network: spatial AE, motion AE with variance attention, deep k-means.
+
+    Training mode returns :class:`CddaOutput`; :meth:`score` is a pure function of the clip (no test-time
+    state to reset).
 
     Args:
         num_input_frames: Frames the motion AE reads (paper: 4, so clips of 5).
@@ -294,6 +112,10 @@ class CddaModel(nn.Module):
         eps: ``ε`` of the score ``1 / (p + ε)``, a guard against division by zero only. Eq. 14 has no
             ``ε``, and ``p`` is a product of three small numbers (see the model README for its size on Ped2), so
             the default 1e-30 is far below any real ``p`` yet representable in float32 and bfloat16.
+        diagnostic_cues: Also return the diagnostic cues of :attr:`diagnostic_cue_names` from :meth:`score`
+            (the product's factors, each autoencoder's error, the other score form). They do not enter the
+            score; without them (default) the score, the exported graph and the deployed outputs carry the
+            cue ``"regularity"`` alone. An attribute of the same name, which can be switched on a built model.
 
     """
 
@@ -310,19 +132,16 @@ class CddaModel(nn.Module):
         spatial_init: str = "default",
         score: str = "product",
         eps: float = 1e-30,
+        diagnostic_cues: bool = False,
     ) -> None:
-        super().__init__()
-        check_at_least("num_input_frames", num_input_frames)
+        super().__init__(num_input_frames, in_channels)
         check_at_least("width", width)
         check_choice("clustering", clustering, CLUSTERINGS)
         check_choice("score", score, SCORES)
         check_choice("spatial_init", spatial_init, SPATIAL_INITS)
-        self.num_inputs = num_input_frames
-        self.clip_length = num_input_frames + 1
-        self.in_channels = in_channels
         self.score_form = score
         self.eps = eps
-        self.read_only = False  # no test-time state; kept for the export mixin's contract
+        self.diagnostic_cues = bool(diagnostic_cues)
         self.spatial_encoder = SpatialEncoder(in_channels, width)
         self.spatial_decoder = SpatialDecoder(in_channels, width)
         self.motion_encoder = MotionEncoder(in_channels * num_input_frames, width, attention)
@@ -380,9 +199,6 @@ class CddaModel(nn.Module):
         self.stage.fill_(ALTERNATING_STAGE)
         self._stage = ALTERNATING_STAGE
 
-    def reset_test_state(self) -> None:
-        """CDDA has no test-time state: the score is a pure function of the clip."""
-
     # ------------------------------------------------------------------ forward
     def cluster_features(self, z_appearance: Tensor, z_motion: Tensor) -> dict[str, Tensor]:
         """L2-normalised clustering inputs, one ``(B, D, h, w)`` map per clustering, in FP32 (also from bf16 codes)."""
@@ -402,10 +218,14 @@ class CddaModel(nn.Module):
         return {name: self.clusters[name].distance_map(value) for name, value in features.items()}
 
     def _forward(self, clip: Tensor) -> CddaOutput:
-        # The finite check reads the clip on the host: skipped in training on an accelerator (no sync per step).
-        clip = validate_clip(
-            clip, self.clip_length, self.in_channels, check_finite=not self.training or clip.device.type == "cpu"
-        )
+        """Run both autoencoders and the clustering features on the ``[0, 1]`` clip (training and scoring).
+
+        Raises:
+            ClipShapeError: (a ``ValueError``) for a clip of the wrong shape, or frames whose sides are not
+                multiples of :data:`SIZE_MULTIPLE`.
+
+        """
+        clip = self.check_clip(clip)
         height, width = clip.shape[-2:]
         if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
             msg = (
@@ -427,14 +247,8 @@ class CddaModel(nn.Module):
             pre_projection=(pre_a, pre_m),
         )
 
-    def forward(self, clip: Tensor) -> CddaOutput | InferenceBatch:
-        """Training: the outputs for the losses. Evaluation: an ``InferenceBatch`` (see :meth:`score`)."""
-        if not self.training:
-            return self.score(clip)[0]
-        return self._forward(clip)
-
-    def score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Score clips by CDDA's inverse product (eq. 14), a pure function of the clip.
+    def _score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        """Score clips by CDDA's inverse product (eq. 14), a pure function of the clip (compiled with ``compile``).
 
         ``p = E_rec · Π D`` (``"product"``: ``E_rec`` the mean squared error of the recombined clip
         ``x̄_a + x̄_diff`` against ``x_clips``, ``D`` the mean soft-assigned distance of each clustering) or
@@ -447,43 +261,46 @@ class CddaModel(nn.Module):
         Returns:
             ``InferenceBatch(pred_score=log(p + ε), anomaly_map=(B, 1, H, W) whose mean is p)`` and the
             cues, each ``(B,)``: ``"regularity"`` ``1 / (p + ε)``, the score (high means normal;
-            min-max normalised per video, eq. 15), and the diagnostics of :attr:`diagnostic_cues`: the
-            factors of the product, anomalous when high (``"reconstruction"`` ``E_rec`` and
-            ``"<clustering>_distance"`` the mean soft-assigned distance, zeros before the centres exist),
-            the two autoencoders' own errors (``"motion_error"``, ``"appearance_error"``, whose residuals
-            ``E_rec`` sums), and the other score form's regularity (``"regularity_pixelwise"`` or
-            ``"regularity_product"``), logged for comparison.
+            min-max normalised per video, eq. 15), and with :attr:`diagnostic_cues` the diagnostics of
+            :attr:`diagnostic_cue_names`: the factors of the product, anomalous when high
+            (``"reconstruction"`` ``E_rec`` and ``"<clustering>_distance"`` the mean soft-assigned distance,
+            zeros before the centres exist), the two autoencoders' own errors (``"motion_error"``,
+            ``"appearance_error"``, whose residuals ``E_rec`` sums), and the other score form's regularity
+            (``"regularity_pixelwise"`` or ``"regularity_product"``), logged for comparison.
 
         """
-        return maybe_compiled(self, type(self)._score, clip.device)(self, clip)
-
-    def _score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Score clips: the body of :meth:`score`, a pure function of the clip (compiled with ``compile``)."""
         out = self._forward(clip)
         error = out.reconstruction_error_map()  # (B, 1, H, W)
         reconstruction = error.mean(dim=(1, 2, 3))
-        maps = {"product": error, "pixelwise": error}
+        # The other form's map only feeds its diagnostic cue: without the diagnostics it is not computed.
+        maps = dict.fromkeys(SCORES if self.diagnostic_cues else (self.score_form,), error)
         if self.alternating:
             distance_maps = self.distance_maps(out.features)
             distances = {name: m.mean(dim=(1, 2)) for name, m in distance_maps.items()}
-            factor = torch.stack(list(distances.values())).prod(dim=0)
-            maps["product"] = error * factor.reshape(-1, 1, 1, 1)
-            for m in distance_maps.values():
-                up = F.interpolate(m.unsqueeze(1), size=error.shape[-2:], mode="nearest")
-                maps["pixelwise"] = maps["pixelwise"] * up
+            if "product" in maps:
+                factor = torch.stack(list(distances.values())).prod(dim=0)
+                maps["product"] = error * factor.reshape(-1, 1, 1, 1)
+            if "pixelwise" in maps:
+                for m in distance_maps.values():
+                    up = F.interpolate(m.unsqueeze(1), size=error.shape[-2:], mode="nearest")
+                    maps["pixelwise"] = maps["pixelwise"] * up
         else:
             distances = dict.fromkeys(self.clusters, torch.zeros_like(reconstruction))
         anomaly_map = maps[self.score_form]
         product = anomaly_map.mean(dim=(1, 2, 3))
-        other = maps[self.other_score_form].mean(dim=(1, 2, 3))
         batch = InferenceBatch(pred_score=torch.log(product + self.eps), anomaly_map=anomaly_map)
-        return batch, {
-            "regularity": 1.0 / (product + self.eps),
-            "reconstruction": reconstruction,
-            **{f"{name}_distance": value for name, value in distances.items()},
-            **out.error_parts(),
-            self.variant_cue: 1.0 / (other + self.eps),
-        }
+        cues = {"regularity": 1.0 / (product + self.eps)}
+        if self.diagnostic_cues:
+            other = maps[self.other_score_form].mean(dim=(1, 2, 3))
+            cues.update(
+                {
+                    "reconstruction": reconstruction,
+                    **{f"{name}_distance": value for name, value in distances.items()},
+                    **out.error_parts(),
+                    self.variant_cue: 1.0 / (other + self.eps),
+                }
+            )
+        return batch, cues
 
     @property
     def other_score_form(self) -> str:
@@ -501,6 +318,11 @@ class CddaModel(nn.Module):
         return ("reconstruction", *(f"{name}_distance" for name in self.clusters))
 
     @property
-    def diagnostic_cues(self) -> tuple[str, ...]:
-        """Cues :meth:`score` returns beside ``"regularity"`` (weight 0 in the protocol)."""
+    def diagnostic_cue_names(self) -> tuple[str, ...]:
+        """Cues :meth:`score` adds to ``"regularity"`` with :attr:`diagnostic_cues` (weight 0 in the protocol)."""
         return (*self.score_factors, *ERROR_PARTS, self.variant_cue)
+
+    @property
+    def cue_names(self) -> tuple[str, ...]:
+        """Every cue :meth:`score` returns now: ``"regularity"``, then the diagnostics if they are on."""
+        return ("regularity", *(self.diagnostic_cue_names if self.diagnostic_cues else ()))

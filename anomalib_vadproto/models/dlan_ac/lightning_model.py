@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 from anomalib_vadproto.components.losses import (
+    GRADIENT_BORDERS,
     compactness_loss,
     gradient_loss,
     intensity_loss,
@@ -43,6 +44,7 @@ from anomalib_vadproto.components.losses import (
 )
 from anomalib_vadproto.components.prototypes import rank_per_sample
 from anomalib_vadproto.components.stages import TwoStageMixin
+from anomalib_vadproto.errors import check_choice
 
 from .torch_model import DlanAcModel, DlanAcTrainOutput
 
@@ -145,8 +147,10 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
     architecture_hparams = ("num_input_frames", "image_size", "grayscale", "width", "num_clusters")
     size_multiple = 8  # three 2x2 max-poolings in the U-Net encoder
     first_stage_argument = "ac_epochs"
+    stage_keys = ("ac", "dlan")
     stage_names = ("Adaptive-Clusterer", "DLAN")
     paper_stage_epochs = (10, 80)
+    timing_checkpoint_key = "dlan_ac_timing"
     # INT8_PTQ quantises every layer: at depth 0 the INT8 frame PSNR already ranks training clips like FP32
     # (Spearman >= 0.99), so no layer needs to stay FP32: python benchmarks/int8_scope.py --model dlan_ac
     # (the model README has the sweep).
@@ -196,12 +200,8 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         if som_maps_per_batch is not None and som_maps_per_batch < 1:
             msg = f"som_maps_per_batch must be None (all maps) or at least 1, got {som_maps_per_batch}"
             raise ValueError(msg)
-        if stage2_init not in STAGE2_INITS:
-            msg = f"stage2_init must be one of {STAGE2_INITS}, got {stage2_init!r}"
-            raise ValueError(msg)
-        if gradient_border not in ("pad", "zero"):
-            msg = f"gradient_border must be 'pad' or 'zero', got {gradient_border!r}"
-            raise ValueError(msg)
+        check_choice("stage2_init", stage2_init, STAGE2_INITS)
+        check_choice("gradient_border", gradient_border, GRADIENT_BORDERS)
         super().__init__(image_size, grayscale, pre_processor, post_processor, evaluator, visualizer)
         self.lr = lr
         self.ac_epochs = ac_epochs
@@ -234,16 +234,19 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         )
         self.setup_fast_training(compile, compile_mode, channels_last, log_step_losses)
         self.clip_length = self.model.clip_length
-        #: Wall-clock seconds per stage and of the SOM (stage 1), carried in checkpoints.
-        self.timing = {"ac_seconds": 0.0, "dlan_seconds": 0.0, "som_seconds": 0.0}
-        self._epoch_start = 0.0
+        self.init_stage_timing("som_seconds")  # per stage and of the SOM (stage 1), carried in checkpoints
         self.setup_protocol({"psnr": 1.0}, normal_cues=("psnr",))
 
     # ------------------------------------------------------------------ stages and optimisers
-    def on_train_start(self) -> None:
-        """Plan the stage switch now that the number of training batches is known."""
-        if self.use_dlan:
-            self.plan_training_stages()
+    @property
+    def in_second_stage(self) -> bool:
+        """Whether DLAN is active (stage 2)."""
+        return self.model.in_dlan_stage
+
+    @property
+    def uses_two_stages(self) -> bool:
+        """``use_dlan=False`` trains the stage-1 autoencoder for the whole run."""
+        return self.use_dlan
 
     def schedule_epochs(self) -> int:
         """Each stage has its own cosine schedule: ``ac_epochs``, then ``max_epochs - ac_epochs``."""
@@ -255,20 +258,12 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         """Stage 1: encoder and decoder (released script). Stage 2: everything, DLAN included."""
         return self.model.parameters() if self.model.in_dlan_stage else self.model.autoencoder_parameters()
 
-    def _in_stage1(self, batch_idx: int) -> bool:
-        if not self.use_dlan:
-            return True
-        switch = self.first_stage_batches()
-        if switch is None:
-            return self.current_epoch < self.ac_epochs
-        return self.fit_batch(batch_idx) < switch
-
     def on_train_epoch_start(self) -> None:
         """Start an AC statistics epoch in stage 1; switch to stage 2 when the epoch starts it."""
-        self._epoch_start = time.perf_counter()
+        super().on_train_epoch_start()  # the stage clock
         if self.model.in_dlan_stage:
             return
-        if self._in_stage1(0):
+        if self.in_first_stage(0):
             self.model.clusterer.reset_statistics()
         else:
             self._start_stage2(mid_epoch=False)
@@ -276,7 +271,7 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:  # noqa: ANN401
         """Switch to stage 2 inside an epoch (a shortened run)."""
         del batch
-        if not self.model.in_dlan_stage and not self._in_stage1(batch_idx):
+        if not self.model.in_dlan_stage and not self.in_first_stage(batch_idx):
             self._start_stage2()
 
     def on_train_end(self) -> None:
@@ -286,9 +281,7 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
 
     def _start_stage2(self, rebuild_optimiser: bool = True, mid_epoch: bool = True) -> None:
         if mid_epoch:  # the epoch's time so far was stage 1's
-            now = time.perf_counter()
-            self.timing["ac_seconds"] += now - self._epoch_start
-            self._epoch_start = now
+            self.charge_stage_time()
         m = self.model.start_dlan_stage(reinitialise_autoencoder=self.stage2_init == "fresh")
         if rebuild_optimiser:
             self.trainer.strategy.setup_optimizers(self.trainer)  # new optimiser and schedule for stage 2
@@ -302,34 +295,22 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
 
     def on_train_epoch_end(self) -> None:
         """Log ``M`` and the stage times (stage 1: also the SOM's share)."""
-        key = "dlan_seconds" if self.model.in_dlan_stage else "ac_seconds"
-        self.timing[key] += time.perf_counter() - self._epoch_start
+        super().on_train_epoch_end()  # the epoch's time, to its stage
         values = {"num_prototypes": float(self.model.num_prototypes)}
         if not self.model.in_dlan_stage:
             values["ac_mean_winners"] = self.model.clusterer.mean_z
             values["som_seconds"] = self.timing["som_seconds"]
         self.log_dict(values, prog_bar=True)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["dlan_ac_timing"] = dict(self.timing)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
-        super().on_load_checkpoint(checkpoint)
-        self.timing.update(checkpoint.get("dlan_ac_timing", {}))
-
     def run_summary(self) -> dict[str, Any]:
-        """Report the two stages for benchmarks: ``M``, stage times and the SOM's share of stage 1."""
+        """Report the two stages for benchmarks: ``M``, the stage, stage times and the SOM's share of stage 1."""
         ac = self.timing["ac_seconds"]
         return {
             "num_prototypes_m": self.model.num_prototypes,
             "num_clusters_l": self.model.dlan.num_clusters,
             "ac_mean_winners": round(self.model.clusterer.mean_z, 3),
-            "stage": "dlan" if self.model.in_dlan_stage else "ac",
             "use_dlan": self.use_dlan,
-            "ac_seconds": round(ac, 1),
-            "dlan_seconds": round(self.timing["dlan_seconds"], 1),
-            "som_seconds": round(self.timing["som_seconds"], 1),
+            **self.stage_summary(),  # stage ("ac" or "dlan"), ac_seconds, dlan_seconds, som_seconds
             "som_share_of_ac_stage": round(self.timing["som_seconds"] / ac, 4) if ac > 0 else None,
         }
 

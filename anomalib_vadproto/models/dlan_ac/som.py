@@ -95,6 +95,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from anomalib_vadproto.errors import check_choice
+
 from .dlan import assignment_statistics
 
 NEIGHBOURHOODS = ("gaussian", "truncated")
@@ -139,12 +141,9 @@ def decay_factor(t: int | Tensor, num_iterations: int, schedule: str = "asymptot
         ValueError: If ``schedule`` is unknown.
 
     """
-    if schedule == "asymptotic":
+    if check_choice("decay", schedule, DECAYS) == "asymptotic":
         return 1.0 / (1.0 + t / (num_iterations / 2.0))
-    if schedule == "linear":
-        return 1.0 - t / num_iterations
-    msg = f"Unknown decay schedule {schedule!r}; expected one of {DECAYS}."
-    raise ValueError(msg)
+    return 1.0 - t / num_iterations  # linear
 
 
 class AdaptiveClusterer(nn.Module):
@@ -227,9 +226,7 @@ class AdaptiveClusterer(nn.Module):
             ("m_rounding", m_rounding, M_ROUNDINGS),
             ("backend", backend, BACKENDS),
         ):
-            if value not in choices:
-                msg = f"Unknown {name} {value!r}; expected one of {choices}."
-                raise ValueError(msg)
+            check_choice(name, value, choices)
 
         self.feature_dim = feature_dim
         self.num_neurons = num_neurons

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from anomalib_vadproto.components.blocks import UNetDecoder, UNetEncoder, unet_widths
 from anomalib_vadproto.components.clip import split_clip, stack_frames, validate_clip
-from anomalib_vadproto.components.fast import maybe_compiled
 from anomalib_vadproto.components.scores import error_map, psnr
+from anomalib_vadproto.components.torch_model import VideoTorchModel
 
 from .dlan import DynamicLocalAggregation
 from .som import AdaptiveClusterer
@@ -48,8 +48,11 @@ class DlanAcTrainOutput:
     scores: Tensor | None  # (B, N, M) query-prototype scores in stage 2
 
 
-class DlanAcModel(nn.Module):
+class DlanAcModel(VideoTorchModel):
     """DLAN-AC network: encoder, Adaptive Clusterer (stage 1), DLAN (stage 2), decoder.
+
+    Training mode returns :class:`DlanAcTrainOutput`; :meth:`score` is a pure function of the clip
+    (prototypes are recomputed from each input, so there is no test-time state to reset).
 
     Args:
         num_input_frames: Past frames stacked as input (paper: 4).
@@ -89,15 +92,8 @@ class DlanAcModel(nn.Module):
         som_backend: str = "auto",
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        if num_input_frames < 1:
-            msg = f"num_input_frames must be at least 1, got {num_input_frames}"
-            raise ValueError(msg)
-        self.num_inputs = num_input_frames
-        self.clip_length = num_input_frames + 1
-        self.in_channels = in_channels
+        super().__init__(num_input_frames, in_channels)
         self.normalize_features = normalize_features
-        self.read_only = False  # nothing changes at test time; kept for the export mixin's contract
         widths = unet_widths(width)
         dim = widths[3]
         self.encoder = UNetEncoder(in_channels * num_input_frames, widths)
@@ -203,16 +199,10 @@ class DlanAcModel(nn.Module):
             return self.dlan.assignment_statistics(features)
         return self.clusterer.assignment_statistics(features, alpha=self.dlan.alpha)
 
-    def reset_test_state(self) -> None:
-        """DLAN-AC has no test-time state: prototypes are recomputed from each input."""
-
     # ------------------------------------------------------------------ forward
     def _forward(self, clip: Tensor) -> DlanAcTrainOutput:
-        # The finite check reads the clip on the host: skipped in training on an accelerator (no sync per step).
-        clip = validate_clip(
-            clip, self.clip_length, self.in_channels, check_finite=not self.training or clip.device.type == "cpu"
-        )
-        inputs, target = split_clip(clip, self.num_inputs)
+        """Predict the last frame; in stage 2 through the sample's own prototypes (also the body of the score)."""
+        inputs, target = split_clip(self.check_clip(clip), self.num_inputs)
         features, skips = self.encoder(stack_frames(inputs))
         if self.normalize_features:
             features = F.normalize(features, dim=1)
@@ -228,27 +218,14 @@ class DlanAcModel(nn.Module):
         prediction = self.decoder(torch.cat((features, read), dim=1), skips)
         return DlanAcTrainOutput(prediction, target, features, prototypes, scores)
 
-    def forward(self, clip: Tensor) -> DlanAcTrainOutput | InferenceBatch:
-        """Training: outputs for the losses. Evaluation: an ``InferenceBatch`` (see :meth:`score`)."""
-        if not self.training:
-            return self.score(clip)[0]
-        return self._forward(clip)
-
-    def score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Score clips by the PSNR of the predicted frame (eq. 16).
-
-        Args:
-            clip: ``(B, T, C, H, W)`` pre-processed clip in ``[-1, 1]``.
+    def _score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        """Score clips by the PSNR of the predicted frame (eq. 16), a pure function of the clip.
 
         Returns:
             ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error (B, 1, H, W))`` and the cue
             ``{"psnr": (B,)}``.
 
         """
-        return maybe_compiled(self, type(self)._score, clip.device)(self, clip)
-
-    def _score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Score clips: the body of :meth:`score`, a pure function of the clip (compiled with ``compile``)."""
         out = self._forward(clip)
         frame_psnr = psnr(out.prediction, out.target)
         batch = InferenceBatch(pred_score=-frame_psnr, anomaly_map=error_map(out.prediction, out.target))

@@ -36,6 +36,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from anomalib_vadproto.errors import check_choice
+
 CELL_TYPES = ("st_lstm", "conv_lstm")
 
 
@@ -157,9 +159,7 @@ class SpatioTemporalStack(nn.Module):
         forget_bias: float = 1.0,
     ) -> None:
         super().__init__()
-        if cell not in CELL_TYPES:
-            msg = f"Unknown cell {cell!r}; expected one of {', '.join(repr(name) for name in CELL_TYPES)}."
-            raise ValueError(msg)
+        check_choice("cell", cell, CELL_TYPES)
         if num_layers < 1:
             msg = f"num_layers must be >= 1, got {num_layers}."
             raise ValueError(msg)

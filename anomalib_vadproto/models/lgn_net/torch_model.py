@@ -23,8 +23,7 @@ from anomalib.data import InferenceBatch
 from torch import Tensor, nn
 
 from anomalib_vadproto.components.blocks import DoubleConv, OutputHead, UNetEncoder, UpConv, conv_bn_relu, unet_widths
-from anomalib_vadproto.components.clip import check_choice, split_clip, stack_frames, validate_clip
-from anomalib_vadproto.components.fast import maybe_compiled
+from anomalib_vadproto.components.clip import split_clip, stack_frames
 from anomalib_vadproto.components.memory import (
     TEST_UPDATES,
     Memory,
@@ -33,6 +32,8 @@ from anomalib_vadproto.components.memory import (
     read_feature_map,
 )
 from anomalib_vadproto.components.scores import error_map, psnr
+from anomalib_vadproto.components.torch_model import VideoTorchModel
+from anomalib_vadproto.errors import check_choice
 
 from .st_lstm import SpatioTemporalStack
 
@@ -70,8 +71,11 @@ class GlobalTrunk(nn.Sequential):
         )
 
 
-class LgnNetModel(MemoryModelMixin, nn.Module):
+class LgnNetModel(MemoryModelMixin, VideoTorchModel):
     """LGN-Net: spatiotemporal branch + memory branch + fusion decoder.
+
+    Training mode returns a :class:`~anomalib_vadproto.components.memory.MemoryTrainOutput` (Loc-Net, which
+    has no memory: with ``queries``/``items`` set to ``None``).
 
     Args:
         variant: ``"lgn"`` (paper), ``"lgn_st"``, ``"loc"`` or ``"glo"`` (the paper's ablations).
@@ -110,24 +114,15 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         frame_norm: str = "per_frame",
         test_update: str = "per_batch",
     ) -> None:
-        super().__init__()
         check_choice("frame_norm", frame_norm, FRAME_NORMS)
         check_choice("test_update", test_update, TEST_UPDATES)
+        check_choice("variant", variant, VARIANTS)
+        super().__init__(num_input_frames, in_channels)
         self.frame_norm = frame_norm
-        if variant not in VARIANTS:
-            msg = f"variant must be one of {tuple(VARIANTS)}, got {variant!r}"
-            raise ValueError(msg)
-        if num_input_frames < 1:
-            msg = f"num_input_frames must be at least 1, got {num_input_frames}"
-            raise ValueError(msg)
         self.variant = variant
-        self.num_inputs = num_input_frames
-        self.clip_length = num_input_frames + 1
-        self.in_channels = in_channels
         self.test_time_update = test_time_update
         self.test_update = test_update
         self.gamma = gamma
-        self.read_only = False
         cell, has_global = VARIANTS[variant]
         self.has_memory = has_global
         self.has_local = cell is not None
@@ -160,11 +155,7 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         return self.has_memory and super().updates_memory_at_test_time
 
     def _predict(self, clip: Tensor, items: Tensor | None):  # noqa: ANN202
-        # The finite check reads the clip on the host: skipped in training on an accelerator (no sync per step).
-        clip = validate_clip(
-            clip, self.clip_length, self.in_channels, check_finite=not self.training or clip.device.type == "cpu"
-        )
-        inputs, target = split_clip(clip, self.num_inputs)
+        inputs, target = split_clip(self.check_clip(clip), self.num_inputs)
         branches, read = [], None
         if self.has_memory:
             features, _ = self.encoder(stack_frames(inputs))  # skips unused: the global branch has no U-Net skips
@@ -183,13 +174,8 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
             return torch.stack([self.frame_encoder(inputs[:, step]) for step in range(inputs.shape[1])], dim=1)
         return self.frame_encoder(inputs.flatten(0, 1)).unflatten(0, inputs.shape[:2])
 
-    def forward(self, clip: Tensor) -> MemoryTrainOutput | InferenceBatch:
-        """Training: outputs for the losses. Evaluation: an ``InferenceBatch`` (see :meth:`score`).
-
-        Loc-Net has no memory: its training output has ``queries``/``items`` set to ``None``.
-        """
-        if not self.training:
-            return self.score(clip)[0]
+    def _forward(self, clip: Tensor) -> MemoryTrainOutput:
+        """Training outputs, reading the trained items (none for Loc-Net)."""
         return self.train_outputs(clip, self.step_items() if self.has_memory else None)
 
     def train_outputs(self, clip: Tensor, items: Tensor | None) -> MemoryTrainOutput:
@@ -208,8 +194,8 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
 
         """
         if self.has_memory:
-            return self.score_clips(clip)
-        return maybe_compiled(self, type(self)._score_local, clip.device)(self, clip)
+            return super().score(clip)  # MemoryModelMixin's, with the gated update
+        return VideoTorchModel.score(self, clip)  # _score, compiled with ``compile``
 
     def _score_outputs(
         self, clip: Tensor, items: Tensor, update: bool
@@ -218,8 +204,8 @@ class LgnNetModel(MemoryModelMixin, nn.Module):
         prediction, target, read = self._predict(clip, items)
         return self.memory_outputs(prediction, target, read, items, update)
 
-    def _score_local(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Loc-Net's score (no memory): the frame PSNR."""
+    def _score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
+        """Loc-Net's score (no memory): the frame PSNR, a pure function of the clip."""
         prediction, target, _ = self._predict(clip, None)
         frame_psnr = psnr(prediction, target)
         batch = InferenceBatch(pred_score=-frame_psnr, anomaly_map=error_map(prediction, target))

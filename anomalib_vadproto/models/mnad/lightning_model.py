@@ -22,6 +22,7 @@ from anomalib.visualization import Visualizer
 from torch import Tensor, nn
 
 from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
+from anomalib_vadproto.errors import check_choice
 
 from .torch_model import MnadModel
 
@@ -122,9 +123,7 @@ class Mnad(VideoModelMixin, AnomalibModule):
         visualizer: Visualizer | bool = True,
     ) -> None:
         seed_if_given(seed)
-        if task not in TASK_DEFAULTS:
-            msg = f"task must be 'prediction' or 'reconstruction', got {task!r}"
-            raise ValueError(msg)
+        check_choice("task", task, TASK_DEFAULTS)
         default_lr, default_lambda, default_weight, default_gamma = TASK_DEFAULTS[task]
         super().__init__(image_size, grayscale, pre_processor, post_processor, evaluator, visualizer)
         self.lr = lr if lr is not None else default_lr

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 from anomalib.data import InferenceBatch
-from torch import Tensor, nn
+from torch import Tensor
 
 from anomalib_vadproto.components.blocks import UNetDecoder, UNetEncoder, unet_widths
-from anomalib_vadproto.components.clip import check_choice, split_clip, stack_frames, validate_clip
+from anomalib_vadproto.components.clip import split_clip, stack_frames
 from anomalib_vadproto.components.memory import (
     TEST_UPDATES,
     Memory,
@@ -22,12 +22,19 @@ from anomalib_vadproto.components.memory import (
     MemoryTrainOutput,
     read_feature_map,
 )
+from anomalib_vadproto.components.torch_model import VideoTorchModel
+from anomalib_vadproto.errors import check_choice
 
 TASKS = ("prediction", "reconstruction")
 
 
-class MnadModel(MemoryModelMixin, nn.Module):
+class MnadModel(MemoryModelMixin, VideoTorchModel):
     """MNAD network with its memory.
+
+    Scoring (:meth:`~anomalib_vadproto.components.memory.MemoryModelMixin.score`) returns
+    ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error (B, 1, H, W))`` and the cues
+    ``{"psnr": (B,), "feature_distance": (B,)}`` and, unless read-only, applies the gated test-time
+    memory update (``test_update``).
 
     Args:
         task: ``"prediction"`` (4 past frames -> next frame, with U-Net skips; the paper's main
@@ -57,43 +64,30 @@ class MnadModel(MemoryModelMixin, nn.Module):
         gamma: float = 0.01,
         test_update: str = "per_batch",
     ) -> None:
-        super().__init__()
         check_choice("test_update", test_update, TEST_UPDATES)
-        if task not in TASKS:
-            msg = f"task must be one of {TASKS}, got {task!r}"
-            raise ValueError(msg)
-        if task == "prediction" and num_input_frames < 1:
-            msg = f"num_input_frames must be at least 1, got {num_input_frames}"
-            raise ValueError(msg)
+        check_choice("task", task, TASKS)
+        prediction = task == "prediction"
+        num_inputs = num_input_frames if prediction else 1
+        super().__init__(num_inputs, in_channels, clip_length=None if prediction else 1)
         self.task = task
-        self.num_inputs = num_input_frames if task == "prediction" else 1
-        self.clip_length = self.num_inputs + 1 if task == "prediction" else 1
-        self.in_channels = in_channels
         self.test_time_update = test_time_update
         self.test_update = test_update
         self.gamma = gamma
-        self.read_only = False
         widths = unet_widths(width)
         self.encoder = UNetEncoder(in_channels * self.num_inputs, widths)
         self.memory = Memory(memory_size, widths[3], rescale=update_rescale)
-        self.decoder = UNetDecoder(2 * widths[3], widths, in_channels, skips=task == "prediction")
+        self.decoder = UNetDecoder(2 * widths[3], widths, in_channels, skips=prediction)
 
     def _encode_read_decode(self, clip: Tensor, items: Tensor) -> tuple[Tensor, Tensor, MemoryRead]:
-        # The finite check reads the clip on the host: skipped in training on an accelerator (no sync per step).
-        clip = validate_clip(
-            clip, self.clip_length, self.in_channels, check_finite=not self.training or clip.device.type == "cpu"
-        )
-        inputs, target = split_clip(clip, self.num_inputs)
+        inputs, target = split_clip(self.check_clip(clip), self.num_inputs)
         features, skips = self.encoder(stack_frames(inputs))
         read = read_feature_map(self.memory, features, items)
         decoder_input = torch.cat((read.query_map, read.read_map), dim=1)
         prediction = self.decoder(decoder_input, skips if self.task == "prediction" else None)
         return prediction, target, read
 
-    def forward(self, clip: Tensor) -> MemoryTrainOutput | InferenceBatch:
-        """Training: outputs for the losses. Evaluation: an ``InferenceBatch`` (see :meth:`score`)."""
-        if not self.training:
-            return self.score(clip)[0]
+    def _forward(self, clip: Tensor) -> MemoryTrainOutput:
+        """Training outputs, reading the trained items."""
         return self.train_outputs(clip, self.step_items())
 
     def train_outputs(self, clip: Tensor, items: Tensor) -> MemoryTrainOutput:
@@ -101,22 +95,9 @@ class MnadModel(MemoryModelMixin, nn.Module):
         prediction, target, read = self._encode_read_decode(clip, items)
         return MemoryTrainOutput.build(prediction, target, read, items)
 
-    def score(self, clip: Tensor) -> tuple[InferenceBatch, dict[str, Tensor]]:
-        """Score clips and, unless read-only, apply the gated test-time memory update (``test_update``).
-
-        Args:
-            clip: ``(B, T, C, H, W)`` pre-processed clip in ``[-1, 1]``.
-
-        Returns:
-            ``InferenceBatch(pred_score=-PSNR, anomaly_map=squared error (B, 1, H, W))`` and the cues
-            ``{"psnr": (B,), "feature_distance": (B,)}`` for the papers' protocol.
-
-        """
-        return self.score_clips(clip)
-
     def _score_outputs(
         self, clip: Tensor, items: Tensor, update: bool
     ) -> tuple[InferenceBatch, dict[str, Tensor], Tensor | None]:
-        """Score purely, the body of :meth:`score` (compiled with ``compile``): scores, cues and updated items."""
+        """Score purely (compiled with ``compile``): scores, cues and the updated items."""
         prediction, target, read = self._encode_read_decode(clip, items)
         return self.memory_outputs(prediction, target, read, items, update)

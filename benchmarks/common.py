@@ -103,8 +103,16 @@ def configured_at(model: str, profile: str, revision: str) -> bool | None:
 
 #: Model arguments that change neither what a run trains nor its headline AUC: speed-only options (the
 #: same mathematics) and the border handling of APN's smoothing, which only its smoothed figure reads (a
-#: results file records the mode it used: :func:`smoothing_mode_of`).
-NOT_TRAINING = ("compile", "compile_mode", "channels_last", "log_step_losses", "som_backend", "smoothing_mode")
+#: results file records the mode it used: :func:`smoothing_mode_of`), and CDDA's diagnostic cues (outputs only).
+NOT_TRAINING = (
+    "compile",
+    "compile_mode",
+    "channels_last",
+    "log_step_losses",
+    "som_backend",
+    "smoothing_mode",
+    "diagnostic_cues",
+)
 
 
 def training_settings(text: str) -> tuple[Any, Any]:

@@ -43,6 +43,9 @@ from benchmarks.common import (
 FAST_DATA_OPTIONS = {"device_clips": True}
 #: Model options of ``--fast``: speed only (compiled steps, fused optimiser; the same mathematics).
 FAST_MODEL_OPTIONS = {"compile": True}
+#: Model options every accuracy run turns on where the model has them: evaluation only (CDDA's
+#: zero-weight diagnostic cues, for the per-cue AUCs; the fused score and the training are unchanged).
+EVALUATION_MODEL_OPTIONS = {"diagnostic_cues": True}
 
 logger = logging.getLogger("ped2_accuracy")
 EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
@@ -143,10 +146,12 @@ def main(argv: list[str] | None = None) -> Path:
     overrides = {f"model.init_args.{name}": value for name, value in model_overrides.items()}
     if args.seed is not None:
         overrides["model.init_args.seed"] = args.seed
+    module, _, name = cfg["model"]["class_path"].rpartition(".")
+    model_class = getattr(importlib.import_module(module), name)  # the class only: no model built twice
+    evaluation = supported_options(model_class, EVALUATION_MODEL_OPTIONS)
+    overrides.update({f"model.init_args.{name}": value for name, value in evaluation.items()})
     fast_model = fast_data = {}
     if args.fast:
-        module, _, name = cfg["model"]["class_path"].rpartition(".")
-        model_class = getattr(importlib.import_module(module), name)  # the class only: no model built twice
         fast_model = supported_options(model_class, FAST_MODEL_OPTIONS)
         fast_data = supported_options(LocalUCSDped, FAST_DATA_OPTIONS)
         overrides.update({f"model.init_args.{name}": value for name, value in fast_model.items()})
@@ -183,6 +188,7 @@ def main(argv: list[str] | None = None) -> Path:
         "config": str(cfg_path.relative_to(REPO)),
         "data_copy": args.data_copy,
         "fast_options": {**fast_model, **fast_data},
+        "evaluation_options": evaluation,
         "train_batch_size": batch,
         "precision": precision,
     }

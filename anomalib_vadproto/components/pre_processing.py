@@ -19,7 +19,7 @@ class VideoPreProcessor(PreProcessor):
     of channels, into which it first reorders the raw clip; on the five lite exports, with Ped2 clips of
     240x360 RGB frames, that reorder and the resize take 1.0-2.0 ms per clip on ``N * T`` images and
     0.7-1.0 ms on the clip view, which makes the whole exported graph 1.06-1.48x faster at batch 1
-    (``benchmarks/openvino_profile.py``). PyTorch's ``predict_clip`` runs the same view, so eager and
+    (``python -m research.openvino_profile``). PyTorch's ``predict_clip`` runs the same view, so eager and
     exported pipelines compute the same graph. The transform
     itself stays anomalib's ``Compose`` of torchvision transforms, so checkpoints store and restore it
     as usual, and the Lightning loops apply it through anomalib's batch hooks.

@@ -111,7 +111,7 @@ class Apn(VideoModelMixin, AnomalibModule):
     size_multiple = 4  # two 2x2 max-poolings
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (32 of 61 in the lite
     # network): shallower depths rank the frame PSNR of training clips poorly against FP32's, and 4 is the
-    # smallest depth at which every cue agrees (Spearman >= 0.99): python benchmarks/int8_scope.py --model apn.
+    # smallest depth at which every cue agrees (Spearman >= 0.99): python -m research.int8_scope --model apn.
     int8_fp32_depth = 4
 
     def __init__(

@@ -124,7 +124,7 @@ class SpatialEncoder(nn.Module):
 
         PyTorch's default is uniform with a standard deviation 2.45x smaller; with it, at the lite
         profile's rate, most of the projection's ReLU channels die in the first 100 Adam steps
-        (``benchmarks/cdda_code_collapse.py``).
+        (``python -m research.cdda_code_collapse``).
         """
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

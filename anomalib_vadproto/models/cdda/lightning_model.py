@@ -169,7 +169,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         kmeans_restarts: k-means++ initialisations per clustering; the lowest-inertia one is kept (the
             paper does not say; 10 is scikit-learn's classic default and makes the centres depend less on
             one random seeding). Both lite clusterings of 50k vectors take about 10 s with 10, under 2 s with 1
-            (``kmeans_seconds`` in the results of ``python benchmarks/ped2_accuracy.py --model cdda``).
+            (``kmeans_seconds`` in the results of ``python -m benchmarks.ped2_accuracy --model cdda``).
         lambda_cluster: ``λ_r`` of ``L_cluster`` in the AE step (not in the paper; STD factor 0.1).
         lambda_redundancy: ``λ`` of the redundancy ``‖CCᵀ − I‖_F`` in ``L_cluster`` (our 0.01; STD: 0).
         cluster_reduction: ``"mean"`` over locations and batch (default, scale-free across frame sizes) or
@@ -214,7 +214,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
     cuda_graph_training = False  # the two steps' compiled calls see different parameters frozen
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (43 of the lite network's
     # 47): the smallest depth at which the score ranks training clips like FP32 (Spearman >= 0.99;
-    # python benchmarks/int8_scope.py --model cdda). The score multiplies two cluster distances by the
+    # python -m research.int8_scope --model cdda). The score multiplies two cluster distances by the
     # reconstruction error, so INT8 rounding anywhere near the codes reorders frames; with so little left
     # in INT8 the export is no faster than FP32 on CPU (the model README has the sweep).
     int8_fp32_depth = 4

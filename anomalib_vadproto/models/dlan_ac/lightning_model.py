@@ -152,7 +152,7 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
     paper_stage_epochs = (10, 80)
     timing_checkpoint_key = "dlan_ac_timing"
     # INT8_PTQ quantises every layer: at depth 0 the INT8 frame PSNR already ranks training clips like FP32
-    # (Spearman >= 0.99), so no layer needs to stay FP32: python benchmarks/int8_scope.py --model dlan_ac
+    # (Spearman >= 0.99), so no layer needs to stay FP32: python -m research.int8_scope --model dlan_ac
     # (the model README has the sweep).
     int8_fp32_depth = 0
 

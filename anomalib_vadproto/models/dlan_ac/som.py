@@ -70,7 +70,7 @@ neurons or features). Three loops compute the same steps (``backend``):
   5-25 ms per paper-size map (2-10 minutes for Ped2's ~25,000 maps of 10 AC epochs, against 40-50 minutes on
   the host). **The GPU time is not yet measured** (no GPU was available): the kernel has only run in Triton's
   interpreter on CPU, where the tests check it against the host loop, and been compiled (not run) for sm_80
-  and sm_90 (128 registers per thread at 16 warps, no spills); ``benchmarks/som_speed.py`` times it when CUDA
+  and sm_90 (128 registers per thread at 16 warps, no spills); ``python -m benchmarks.som_speed`` times it when CUDA
   is present.
 * **Host NumPy loop** (``backend="host"``, or ``"auto"`` on CPU; ``numpy_loop = True``): on NumPy views of the
   weights (a copy from a GPU, written back after each map), with precomputed sample indices and per-step
@@ -78,7 +78,7 @@ neurons or features). Three loops compute the same steps (``backend``):
   takes the per-step neighbourhood from a ``(k, U)`` table over the ``U`` distinct squared grid distances and
   updates all ``L × C`` weights in place. On this project's 2-core CPU a paper-size map (512 × 32×32,
   ``k = 5000``, read-out included) took 97 ms of CPU (122 ms wall, on a busy machine) with the Gaussian and
-  82 ms (85 ms) winner-only; lite maps (128 × 16×16) 56 and 48 ms (``python benchmarks/som_speed.py``).
+  82 ms (85 ms) winner-only; lite maps (128 × 16×16) 56 and 48 ms (``python -m benchmarks.som_speed``).
   About 40-50 minutes of SOM for Ped2's ~25,000 maps.
 * **torch loop** (``numpy_loop = False`` with the host backend): the same steps as tensor ops on the weights'
   device, the original implementation (≈ 300 ms per map on an H200: many tiny kernels). Tests check the NumPy

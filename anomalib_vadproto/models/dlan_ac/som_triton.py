@@ -31,7 +31,7 @@ from torch import Tensor
 #: Elements of the padded ``L × C`` weight tile per thread that :func:`num_warps_for` aims at: the tile,
 #: the step's difference and the update stay in registers. Compiled for sm_90 at the paper size (32 × 512):
 #: 16 warps use 128 registers per thread, 8 warps 221, both without spills; 4 warps spill. Which is faster is
-#: not measured (no GPU has run this kernel yet): ``benchmarks/som_speed.py --num-warps 8,16`` compares them.
+#: not measured (no GPU has run this kernel yet): ``python -m benchmarks.som_speed --num-warps 8,16`` compares them.
 _ELEMENTS_PER_THREAD = 32
 
 

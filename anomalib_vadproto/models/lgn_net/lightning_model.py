@@ -115,8 +115,8 @@ class LgnNet(VideoModelMixin, AnomalibModule):
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (10 of 68 in the lite
     # network). The frame PSNR ranks training clips like FP32 at every depth; the memory-branch feature
     # distance agrees less and best at depth 4, the deepest swept, so that depth is kept; the test AUC
-    # barely moves at any depth: python benchmarks/int8_scope.py --model lgn_net (the model README).
-    # (That sweep predates keeping reductions in FP32; benchmarks/speed.py measures the current export.)
+    # barely moves at any depth: python -m research.int8_scope --model lgn_net (the model README).
+    # (That sweep predates keeping reductions in FP32; python -m benchmarks.speed measures the current export.)
     int8_fp32_depth = 4
 
     def __init__(

@@ -92,7 +92,7 @@ class Mnad(VideoModelMixin, AnomalibModule):
     size_multiple = 8  # three 2x2 max-poolings in the U-Net encoder
     # INT8_PTQ: the first 2 quantisable layers back from every output stay FP32 (5 of the lite network's):
     # the smallest depth at which the INT8 frame PSNR ranks training clips like FP32 (Spearman >= 0.99);
-    # shallower depths cost points of test AUC: python benchmarks/int8_scope.py --model mnad (the model README).
+    # shallower depths cost points of test AUC: python -m research.int8_scope --model mnad (the model README).
     int8_fp32_depth = 2
 
     def __init__(

@@ -49,7 +49,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import FIRST_STAGE_ARGS, MODELS, commit, model_settings, parse_models, record, settings
+from benchmarks.common import MODELS, commit, first_stage_argument, model_settings, parse_models, record, settings
 from benchmarks.ped2_accuracy import PAPER_BATCH, model_config
 from benchmarks.speed import give_finite_bounds, ped2_datamodule, synchronize, training_speed
 
@@ -75,7 +75,8 @@ def median_clips_per_second(fn, batch: int, device: str, seconds: float, min_cal
 def one_first_stage_epoch(name: str, profile: str) -> dict[str, int]:
     """Overrides that shorten the profile's first training stage, if it has one, to a single epoch."""
     init_args, _ = settings(model_config(name, profile).read_text())
-    return {arg: 1 for arg in FIRST_STAGE_ARGS if arg in (init_args or {})}
+    argument = first_stage_argument(name)
+    return {argument: 1} if argument and argument in (init_args or {}) else {}
 
 
 def build_model(name: str, profile: str, device: str, **overrides: Any):  # noqa: ANN401, ANN201

@@ -16,12 +16,12 @@ import subprocess
 from pathlib import Path
 
 from benchmarks.common import (
-    FIRST_STAGE_ARGS,
     REPO,
     RESULTS,
     config_path,
     configured_as_now,
     configured_epochs,
+    first_stage_argument,
     settings,
     smoothing_mode_of,
 )
@@ -265,7 +265,8 @@ def paper_training_minutes(model: str, training: dict) -> float | None:
     args = init_args or {}
     clip = int(args.get("num_input_frames", 4)) + 1
     steps = -(-sum(n - clip + 1 for n in PED2_TRAIN_FRAMES) // training["batch"])
-    first = sum(int(args.get(name, 0)) for name in FIRST_STAGE_ARGS)
+    argument = first_stage_argument(model)
+    first = int(args.get(argument, 0)) if argument else 0
     main = int(max_epochs) - first
     seconds = steps * (main * training["step_seconds"] + first * training.get("first_stage_step_seconds", 0.0))
     return seconds / 60

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    FIRST_STAGE_ARGS,
     MODELS,
     REPO,
     commit,
@@ -228,7 +227,8 @@ def training_speed(module, datamodule, steps: int, device: str = "cpu", precisio
         measured = seconds[min(5, len(seconds) // 2) :]  # the first steps warm the allocator up
         return statistics.median(measured), len(measured)
 
-    first_stage = sum(int(getattr(module, name, 0)) for name in FIRST_STAGE_ARGS)
+    stage_argument = type(module).first_stage_argument
+    first_stage = int(getattr(module, stage_argument, 0)) if stage_argument else 0
     timer = StepTimer()
     module.train()
     with tempfile.TemporaryDirectory() as work:

@@ -46,10 +46,7 @@ def collect(module, datamodule) -> dict[str, np.ndarray]:  # noqa: ANN001
         msg = "the checkpoint was saved before the centres existed; use a fully trained checkpoint."
         raise SystemExit(msg)
     saved_eps, net.eps = net.eps, 0.0  # regularity = 1 / p exactly
-    # the other form's regularity is a diagnostic cue: where diagnostics are an option, switch them on
-    saved_diagnostics = getattr(net, "diagnostic_cues", None)
-    if isinstance(saved_diagnostics, bool):
-        net.diagnostic_cues = True
+    saved_diagnostics, net.diagnostic_cues = net.diagnostic_cues, True  # the other form's regularity is one
     videos: list[str] = []
     labels: list[int] = []
     forms: dict[str, list[float]] = {net.score_form: [], net.other_score_form: []}
@@ -62,9 +59,7 @@ def collect(module, datamodule) -> dict[str, np.ndarray]:  # noqa: ANN001
                 videos.extend(Path(path).name for path in batch.video_path)
                 labels.extend(int(label) for label in batch.gt_label)
     finally:
-        net.eps = saved_eps
-        if isinstance(saved_diagnostics, bool):
-            net.diagnostic_cues = saved_diagnostics
+        net.eps, net.diagnostic_cues = saved_eps, saved_diagnostics
     names, video_index = np.unique(np.array(videos), return_inverse=True)  # names sorted
     return {
         "video_index": video_index,

@@ -14,6 +14,7 @@ Compare candidates with the same ``--val-videos`` (default 2 of Ped2's 16: ``Tra
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import time
 from pathlib import Path
@@ -22,7 +23,13 @@ from types import SimpleNamespace
 import yaml
 
 from benchmarks.common import REPO, commit, ensure_ped2, epoch_logger, init_args_of, model_settings, record
-from benchmarks.ped2_accuracy import model_config, parse_model_args, test_assignment_statistics
+from benchmarks.ped2_accuracy import (
+    EVALUATION_MODEL_OPTIONS,
+    model_config,
+    parse_model_args,
+    supported_options,
+    test_assignment_statistics,
+)
 
 logger = logging.getLogger("held_out")
 
@@ -59,7 +66,11 @@ def main(argv: list[str] | None = None) -> Path:
     overrides = {f"model.init_args.{name}": value for name, value in model_overrides.items()}
     if args.seed is not None:
         overrides["model.init_args.seed"] = args.seed
-    model = AnomalibModule.from_config(cfg_path, **overrides)
+    module_name, _, class_name = cfg["model"]["class_path"].rpartition(".")
+    evaluation = supported_options(getattr(importlib.import_module(module_name), class_name), EVALUATION_MODEL_OPTIONS)
+    model = AnomalibModule.from_config(
+        cfg_path, **overrides, **{f"model.init_args.{name}": value for name, value in evaluation.items()}
+    )
     model.visualizer = None
     datamodule = LocalUCSDped(
         cache_frames=True,
@@ -98,13 +109,18 @@ def main(argv: list[str] | None = None) -> Path:
         "epochs": epochs,
         "seed": model.hparams.get("seed"),
         "model_overrides": model_overrides,
+        "evaluation_options": evaluation,
         "held_out_videos": list(datamodule.held_out_videos),
         "train_videos": len(datamodule.train_data.samples),
         "held_out_criteria": criteria,
         "train_seconds": round(train_seconds, 1),
         "epoch_seconds": timer.epoch_seconds,
     }
+    if {"val_motion_error", "val_appearance_error"} <= set(criteria):  # CDDA: the spatial residual, relatively
+        criteria["spatial_to_motion_error"] = round(criteria["val_appearance_error"] / criteria["val_motion_error"], 4)
     result.update(getattr(model, "run_summary", dict)())
+    if hasattr(model.model, "spatial_encoder"):  # CDDA: how many channels of the appearance code are alive
+        result["held_out_live_code_channels"] = live_code_channels(model, datamodule.val_dataloader())
     if hasattr(model.model, "assignment_statistics"):  # DLAN-AC: its soft assignment on the held-out clips
         result["held_out_assignment"] = test_assignment_statistics(
             model, SimpleNamespace(test_dataloader=datamodule.val_dataloader)
@@ -132,6 +148,24 @@ def main(argv: list[str] | None = None) -> Path:
     )
     logger.info("held-out criteria %s -> %s", criteria, path)
     return path
+
+
+def live_code_channels(model, dataloader) -> dict[str, int]:  # noqa: ANN001
+    """Channels of CDDA's appearance code (ReLU, before normalisation) that are positive somewhere in ``dataloader``."""
+    import torch
+
+    from anomalib_vadproto.components.clip import split_clip
+    from anomalib_vadproto.components.scores import to_unit_range
+
+    net, alive = model.model, None
+    with model.read_only_eval(), torch.no_grad():
+        for batch in dataloader:
+            clip = model.pre_processor(batch.image.to(model.device))
+            _, last = split_clip(to_unit_range(clip), net.num_inputs)  # the model's [0, 1] last frame
+            code, _ = net.spatial_encoder.encode(last)
+            seen = code.amax(dim=(0, 2, 3)) > 0
+            alive = seen if alive is None else alive | seen
+    return {"alive": int(alive.sum()), "channels": int(alive.numel())}
 
 
 if __name__ == "__main__":

@@ -665,3 +665,23 @@ def test_openvino_export_matches_pytorch(fitted, synthetic_root):
     np.testing.assert_allclose(outputs["anomaly_map"], reference["anomaly_map"].numpy(), rtol=1e-3, atol=1e-7)
     # the cue is 1 / p: compare relatively
     np.testing.assert_allclose(outputs["cue_regularity"], reference["cue_regularity"].numpy(), rtol=1e-3)
+
+
+def test_spatial_decoder_input_raw_decodes_the_code_before_normalisation() -> None:
+    from anomalib_vadproto.models.cdda.layers import l1_normalise
+    from anomalib_vadproto.models.cdda.torch_model import CddaModel
+
+    torch.manual_seed(0)
+    normalised = CddaModel(in_channels=1, width=4, num_clusters=4).train()
+    raw = CddaModel(in_channels=1, width=4, num_clusters=4, spatial_decoder_input="raw").train()
+    raw.load_state_dict(normalised.state_dict())  # same weights: only what the decoder reads differs
+    clip = torch.rand(2, 5, 1, 32, 32) * 2 - 1
+    a, b = normalised(clip), raw(clip)
+    code, _ = normalised.spatial_encoder.encode(b.last_frame)
+    torch.testing.assert_close(a.appearance, normalised.spatial_decoder(l1_normalise(code)))
+    torch.testing.assert_close(b.appearance, raw.spatial_decoder(code))
+    assert not torch.allclose(a.appearance, b.appearance)
+    for name in a.features:  # the clustering sees the same normalised code either way
+        torch.testing.assert_close(a.features[name], b.features[name])
+    with pytest.raises(ValueError, match="spatial_decoder_input must be one of"):
+        CddaModel(spatial_decoder_input="l2")

@@ -130,14 +130,23 @@ class SpatialEncoder(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, a=0.01, nonlinearity="leaky_relu")
 
+    def code(self, pre: Tensor) -> Tensor:
+        """Return the appearance code before normalisation: the projection's conv and ReLU (non-negative)."""
+        return F.relu(self.projection(pre))
+
     def project(self, pre: Tensor) -> Tensor:
         """``z_a`` from the projection's input: conv, ReLU, L1-normalise (non-negative)."""
-        return l1_normalise(F.relu(self.projection(pre)))
+        return l1_normalise(self.code(pre))
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(code before normalisation, projection input)``."""
+        pre = self.body(self.stem(x))
+        return self.code(pre), pre
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(z_a, projection input)``."""
-        pre = self.body(self.stem(x))
-        return self.project(pre), pre
+        code, pre = self.encode(x)
+        return l1_normalise(code), pre
 
 
 class SpatialDecoder(nn.Module):

@@ -162,6 +162,9 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         spatial_init: ``"default"`` (PyTorch's initialisation; the paper names none) or ``"kaiming"``
             (Kaiming-normal convolutions in the spatial encoder only, which keeps more of the appearance
             code's ReLU channels alive; see the model README).
+        spatial_decoder_input: What the spatial decoder reads: ``"normalised"`` (the L1-normalised code
+            ``z_a`` that the clustering sees) or ``"raw"`` (the code before the normalisation, which keeps
+            each location's magnitude; the clustering still sees ``z_a``). The paper does not say.
         ae_epochs: Stage-1 (AE pre-training) epochs (paper: 50 Ped2, 100 Avenue/ShanghaiTech); the
             alternating stage runs for the rest of ``--trainer.max_epochs`` (paper: 100 / 200).
         kmeans_samples: Feature vectors per clustering gathered for k-means in the last pre-training epoch.
@@ -203,7 +206,15 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
 
     """
 
-    architecture_hparams = ("num_input_frames", "image_size", "grayscale", "width", "num_clusters", "clustering")
+    architecture_hparams = (
+        "num_input_frames",
+        "image_size",
+        "grayscale",
+        "width",
+        "num_clusters",
+        "clustering",
+        "spatial_decoder_input",
+    )
     size_multiple = SIZE_MULTIPLE  # 16: three stride-2 stages, and the first attention pools by 8
     first_stage_argument = "ae_epochs"
     stage_keys = ("pretrain", "alternating")
@@ -231,6 +242,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         cluster_distance: str = "squared",
         attention: str = "code",
         spatial_init: str = "default",
+        spatial_decoder_input: str = "normalised",
         ae_epochs: int = 50,
         kmeans_samples: int = 200_000,
         kmeans_max_iter: int = 100,
@@ -304,6 +316,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
             cluster_distance=cluster_distance,
             attention=attention,
             spatial_init=spatial_init,
+            spatial_decoder_input=spatial_decoder_input,
             score=score,
             diagnostic_cues=diagnostic_cues,
         )

@@ -35,13 +35,16 @@ from anomalib_vadproto.components.torch_model import VideoTorchModel
 from anomalib_vadproto.errors import check_choice
 
 from .clustering import DeepKMeans
-from .layers import MotionDecoder, MotionEncoder, SpatialDecoder, SpatialEncoder
+from .layers import MotionDecoder, MotionEncoder, SpatialDecoder, SpatialEncoder, l1_normalise
 
 PRETRAIN_STAGE, ALTERNATING_STAGE = 0, 1
 CLUSTERINGS = ("separate", "joint")
 #: Initialisations of the spatial encoder's convolutions (the motion AE and the decoders keep PyTorch's default).
 SPATIAL_INITS = ("default", "kaiming")
 SCORES = ("product", "pixelwise")
+#: What the spatial decoder reads: the L1-normalised code ``z_a`` (as the motion decoder) or the code before
+#: the normalisation (the clustering still sees the normalised copy).
+SPATIAL_DECODER_INPUTS = ("normalised", "raw")
 #: Diagnostic cues: each autoencoder's own error, the two parts of ``E_rec`` (see ``CddaOutput.error_parts``).
 ERROR_PARTS = ("motion_error", "appearance_error")
 #: Frames must be divisible by this: three stride-2 stages, and the first attention pools by 8 at stride 2.
@@ -112,6 +115,10 @@ class CddaModel(VideoTorchModel):
         eps: ``ε`` of the score ``1 / (p + ε)``, a guard against division by zero only. Eq. 14 has no
             ``ε``, and ``p`` is a product of three small numbers (see the model README for its size on Ped2), so
             the default 1e-30 is far below any real ``p`` yet representable in float32 and bfloat16.
+        spatial_decoder_input: ``"normalised"`` (the decoder reads ``z_a``, the L1-normalised code that the
+            clustering also sees; the code's per-location magnitude is lost) or ``"raw"`` (it reads the code
+            before the normalisation, the ReLU output; the clustering sees the same normalised ``z_a``). The
+            paper does not say which; see the model README.
         diagnostic_cues: Also return the diagnostic cues of :attr:`diagnostic_cue_names` from :meth:`score`
             (the product's factors, each autoencoder's error, the other score form). They do not enter the
             score; without them (default) the score, the exported graph and the deployed outputs carry the
@@ -133,12 +140,16 @@ class CddaModel(VideoTorchModel):
         score: str = "product",
         eps: float = 1e-30,
         diagnostic_cues: bool = False,
+        spatial_decoder_input: str = "normalised",
     ) -> None:
         super().__init__(num_input_frames, in_channels)
         check_at_least("width", width)
         check_choice("clustering", clustering, CLUSTERINGS)
         check_choice("score", score, SCORES)
         check_choice("spatial_init", spatial_init, SPATIAL_INITS)
+        self.spatial_decoder_input = check_choice(
+            "spatial_decoder_input", spatial_decoder_input, SPATIAL_DECODER_INPUTS
+        )
         self.score_form = score
         self.eps = eps
         self.diagnostic_cues = bool(diagnostic_cues)
@@ -234,8 +245,9 @@ class CddaModel(VideoTorchModel):
             )
             raise ClipShapeError(msg)
         inputs, last = split_clip(to_unit_range(clip), self.num_inputs)  # [0, 1]
-        z_a, pre_a = self.spatial_encoder(last)
-        appearance = self.spatial_decoder(z_a)
+        code_a, pre_a = self.spatial_encoder.encode(last)
+        z_a = l1_normalise(code_a)
+        appearance = self.spatial_decoder(code_a if self.spatial_decoder_input == "raw" else z_a)
         z_m, pre_m, skips = self.motion_encoder(stack_frames(inputs))
         differences = self.motion_decoder(z_m, skips).reshape(inputs.shape)
         return CddaOutput(

@@ -225,12 +225,9 @@ class LocalAvenue(HeldOutVideosMixin, DeviceClipsMixin, Avenue):
             pixels per step; the train loader yields clip indices and runs without workers.
             Validation and test are unchanged. Full-resolution Avenue training frames take about 10 GB
             of device memory.
-        val_split_mode: How the validation set is made: a ``ValSplitMode`` or its value.
-            ``"from_train"`` holds out whole training videos (never trained on) and validates on them
-            (:mod:`~anomalib_vadproto.data.validation`): the place to choose settings. anomalib's
-            default, ``"same_as_test"``, validates on a copy of the test set.
-        val_videos: With ``from_train``: how many training videos to hold out (spread evenly over the
-            sorted videos), or their names; unset, ``val_split_ratio`` of them.
+        val_split_mode: How the validation set is made (a ``ValSplitMode``, its value or name): ``"from_train"``
+            validates on whole held-out training videos, never trained on (:mod:`~anomalib_vadproto.data.validation`).
+        val_videos: With ``from_train``, how many training videos to hold out, or their names.
         target_frame: Frame of the clip whose label and mask are used: a ``VideoTargetFrame``, its value
             (``"last"``) or its name.
         **kwargs: ``Avenue``'s other arguments (``root``, ``gt_dir``, ``clip_length_in_frames``, ...).

@@ -297,12 +297,9 @@ class LocalShanghaiTech(HeldOutVideosMixin, DeviceClipsMixin, ShanghaiTech):
             ``videos``, or anomalib's ``converted_videos`` when ``videos`` has none).
         target_frame: Frame of the clip whose label and mask are used, a ``VideoTargetFrame`` or its
             value (``"last"``), as ``Avenue`` accepts (``ShanghaiTech`` takes the enum only).
-        val_split_mode: How the validation set is made: a ``ValSplitMode``, its value or its name.
-            ``"from_train"`` holds out whole training videos (never trained on) and validates on them
-            (:mod:`~anomalib_vadproto.data.validation`): the place to choose settings. anomalib's
-            default, ``"same_as_test"``, validates on a copy of the test set.
-        val_videos: With ``from_train``: how many training videos to hold out (spread evenly over the
-            sorted videos), or their names; unset, ``val_split_ratio`` of them.
+        val_split_mode: How the validation set is made (a ``ValSplitMode``, its value or name): ``"from_train"``
+            validates on whole held-out training videos, never trained on (:mod:`~anomalib_vadproto.data.validation`).
+        val_videos: With ``from_train``, how many training videos to hold out, or their names.
         **kwargs: ``ShanghaiTech``'s other arguments (``root``, ``clip_length_in_frames``, ...).
 
     """

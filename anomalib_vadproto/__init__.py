@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .data.avenue import LocalAvenue
     from .data.shanghaitech import LocalShanghaiTech
     from .data.ucsd_ped import LocalUCSDped
+    from .data.video_folder import VideoFolder
     from .models import Apn, Cdda, DlanAc, LgnNet, Mnad
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "LocalShanghaiTech",
     "LocalUCSDped",
     "Mnad",
+    "VideoFolder",
     "__version__",
     "register",
 ]
@@ -48,9 +50,17 @@ _SOURCES = {
     "LocalUCSDped": ".data.ucsd_ped",
     "LocalAvenue": ".data.avenue",
     "LocalShanghaiTech": ".data.shanghaitech",
+    "VideoFolder": ".data.video_folder",
 }
 #: Modules :func:`register` imports: the classes anomalib's CLI should know by their short names.
-_REGISTERED = (".models", ".data.ucsd_ped", ".data.avenue", ".data.shanghaitech", ".visualization.video_visualizer")
+_REGISTERED = (
+    ".models",
+    ".data.ucsd_ped",
+    ".data.avenue",
+    ".data.shanghaitech",
+    ".data.video_folder",
+    ".visualization.video_visualizer",
+)
 
 #: Deprecation warnings that every start (anomalib 2.7's image models import deprecated timm and anomalib
 #: modules) or every training run (Lightning's pytree helper) emits; they concern code this plugin neither

@@ -13,8 +13,8 @@ provides the pieces every model needs and anomalib 2.7 does not give video model
 
 Mixed precision: every model trains under Lightning's ``bf16-mixed`` (``--trainer.precision
 bf16-mixed``). On this project's 2-core CPU, which has bf16 instructions, a lite training step through
-the Engine is 1.04x (APN) to 1.49x (LGN-Net) faster than channels-last FP32 (``python
-benchmarks/memory_format.py --bf16``); on CPUs without them bf16 is emulated and slower. Validation,
+the Engine is 1.04x (APN) to 1.49x (LGN-Net) faster than channels-last FP32 (``python -m
+research.memory_format --bf16``); on CPUs without them bf16 is emulated and slower. Validation,
 test and predict always score in FP32.
 
 Fast training on a GPU (:meth:`VideoModelMixin.setup_fast_training`, :mod:`~anomalib_vadproto.components.fast`):
@@ -38,6 +38,7 @@ from anomalib.metrics import AUROC, Evaluator, F1Score
 from lightning.pytorch import seed_everything
 from torch import Tensor
 
+from anomalib_vadproto.components import distributed
 from anomalib_vadproto.components.export import VideoExportMixin
 from anomalib_vadproto.components.fast import CompileOptions, adam_kwargs, check_compile_mode, maybe_compiled
 from anomalib_vadproto.errors import (
@@ -144,6 +145,9 @@ class VideoModelMixin(VideoExportMixin):
     #: Whether the compiled training step may capture CUDA graphs (``compile_mode: reduce-overhead``): every
     #: tensor it keeps past a step is a copy, and no parameter's ``requires_grad`` changes between its calls.
     cuda_graph_training: bool = True
+    #: Whether some parameters take no part in some training losses (a stage, a frozen half of an alternation),
+    #: so that DDP must look for them at every step (``find_unused_parameters``; :meth:`setup_distributed`).
+    ddp_find_unused_parameters: bool = False
 
     def __init__(
         self,
@@ -409,7 +413,7 @@ class VideoModelMixin(VideoExportMixin):
 
         Convolutions with channels-last weights return channels-last activations, so the whole network
         follows. On this project's 2-core CPU a lite training step through anomalib's ``Engine`` (data
-        loading included) was 1.17-1.30x faster in one run of ``python benchmarks/memory_format.py``
+        loading included) was 1.17-1.30x faster in one run of ``python -m research.memory_format``
         (APN 1.30x, CDDA 1.25x, MNAD and LGN-Net 1.20x, DLAN-AC 1.17x) and 1.00-1.50x in another
         (LGN-Net 1.00x, DLAN-AC 1.06x, MNAD 1.20x, APN 1.39x, CDDA 1.50x): 30-40 timed steps are noisy.
         The values are the same up to rounding; the parameters keep their identity, so the optimiser is
@@ -440,14 +444,62 @@ class VideoModelMixin(VideoExportMixin):
                 " in Python pass datamodule= to Engine.fit or Engine.train."
             )
             raise MissingDataError(msg)
+        self.setup_distributed(stage)
+
+    def setup_distributed(self, stage: str) -> None:
+        """Under Lightning's DDP: prepare the wrapping, the run folder and a replicated evaluation.
+
+        Runs in :meth:`setup`, after the process group exists and before the strategy wraps the model in DDP
+        (Lightning 2.6 calls the module's ``setup`` before ``strategy.setup``). For a fit: models whose stages
+        or alternating steps leave parameters out of a loss (:attr:`ddp_find_unused_parameters`: DLAN-AC,
+        CDDA) get ``find_unused_parameters=True``; the weights take their memory format before DDP builds its
+        gradient buckets; the ranks share rank 0's anomalib version folder
+        (:func:`~anomalib_vadproto.components.distributed.share_run_folder`). Every evaluation is replicated
+        (:func:`~anomalib_vadproto.components.distributed.replicate_evaluation`): each rank scores the whole
+        set in order and computes the metrics locally, so test-time state runs as in one process and no frame
+        is counted twice. Nothing happens in a single process.
+        """
+        from lightning.pytorch.strategies import DDPStrategy
+        from lightning.pytorch.utilities.warnings import PossibleUserWarning
+        from torchmetrics import Metric
+
+        strategy = getattr(self._trainer, "strategy", None)
+        if stage == "fit" and isinstance(strategy, DDPStrategy):
+            distributed.share_run_folder(self.trainer.default_root_dir)  # one anomalib version folder, rank 0's
+            # Channels-last weights before DDP builds its gradient buckets (on_fit_start comes after the wrapping).
+            self.use_preferred_memory_format()
+            if self.ddp_find_unused_parameters:
+                # DDPStrategy keeps DistributedDataParallel's arguments here until configure_ddp wraps the model.
+                strategy._ddp_kwargs["find_unused_parameters"] = True  # noqa: SLF001
+        metrics = [module for module in self.modules() if isinstance(module, Metric)]
+        if not distributed.replicate_evaluation(self.trainer, metrics):
+            return
+        # Every rank logs the same evaluation values (val_<cue>, protocol_*): Lightning's advice to average them
+        # over the ranks does not apply.
+        warnings.filterwarnings(
+            "ignore", message=r"It is recommended to use `self\.log\('(val_|protocol_)", category=PossibleUserWarning
+        )
+        if self.global_rank == 0:
+            logger.info(
+                "%s under DDP (%d ranks): every rank evaluates the whole validation/test/predict set in order and"
+                " computes the metrics locally (test-time state is sequential over the videos; no frame is counted"
+                " twice), so the numbers are the single-process ones.",
+                type(self).__name__,
+                distributed.world_size(),
+            )
 
     def on_fit_start(self) -> None:  # noqa: D102
         self.use_preferred_memory_format()
         self.validate_after_last_epoch()
 
     def on_fit_end(self) -> None:
-        """Remember that the model was fitted in this process (see :meth:`on_test_start`)."""
+        """Remember that the model was fitted in this process (see :meth:`on_test_start`).
+
+        Under DDP every rank then takes rank 0's buffers (the checkpoint's): the batch-norm statistics of
+        the last steps are each rank's own; the models' other state is already the same on every rank.
+        """
         self._trained = True
+        distributed.broadcast_module_(self, parameters=False)
 
     def on_test_start(self) -> None:
         """Warn once if the model is tested untrained, then use the preferred memory format.
@@ -520,7 +572,9 @@ class VideoModelMixin(VideoExportMixin):
             if metric is not None:
                 metric.reset()
 
-    def on_validation_epoch_start(self) -> None:  # noqa: D102
+    def on_validation_epoch_start(self) -> None:
+        """Restart the test-time state and the protocol; under DDP, score with rank 0's buffers on every rank."""
+        distributed.broadcast_module_(self, parameters=False)  # the last steps' batch-norm statistics
         self._start_evaluation()
 
     def on_test_epoch_start(self) -> None:  # noqa: D102
@@ -530,8 +584,19 @@ class VideoModelMixin(VideoExportMixin):
         self._start_evaluation()
 
     def on_test_epoch_end(self) -> None:
-        """Log the protocol AUCs (micro: all frames pooled after per-video min-max; macro: per-video mean)."""
-        if getattr(self, "protocol", None) is None or not self.protocol.has_data:
+        """Log the protocol AUCs (micro: all frames pooled after per-video min-max; macro: per-video mean).
+
+        A test set without ground truth (``gt_label`` None: prediction only) feeds the protocol nothing;
+        then no AUC is logged, and one warning says why.
+        """
+        if getattr(self, "protocol", None) is None:
+            return
+        if not self.protocol.has_data:
+            logger.warning(
+                "No AUC: the test set has no ground-truth labels, so its frames were scored (prediction only) and"
+                " neither the papers' protocol AUC nor anomalib's image metrics can be computed. To evaluate, give"
+                " every test video its labels (VideoFolder: ground_truth/<video>.csv of anomalous frame ranges)."
+            )
             return
         values = self.protocol.compute()
         self.protocol_result = self.protocol.result()
@@ -546,7 +611,8 @@ class VideoModelMixin(VideoExportMixin):
         By default as epoch means (``on_step=False, on_epoch=True``): Lightning accumulates them on the
         device and reads them once per epoch, so the training step never waits for the GPU. With
         ``log_step_losses`` every step's values are logged (the progress bar then reads them on the host
-        after every step, a synchronisation per step on a GPU).
+        after every step, a synchronisation per step on a GPU). Under DDP the epoch means are averaged over the
+        ranks (the step values are rank 0's).
         """
         per_step = self.log_step_losses
         self.log_dict(
@@ -555,4 +621,5 @@ class VideoModelMixin(VideoExportMixin):
             prog_bar=True,
             on_step=per_step,
             on_epoch=not per_step,
+            sync_dist=not per_step and distributed.is_distributed(),  # DDP: the epoch means over every rank
         )

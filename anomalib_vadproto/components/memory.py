@@ -8,8 +8,9 @@ Exact semantics (shared by MNAD and LGN-Net; the MNAD README's Choices lists whe
   ``w = softmax_items(s)`` are detached; the read is ``p̂ = w p``.
 * **Update** (after the losses, with the pre-update items): each query votes for its nearest item
   ``a(k)`` with weight ``v' = v / max v``, where ``v = softmax_queries(s)`` spans every query given
-  (all ``B·K`` of a training batch, the ``K`` of one clip at test time). The max runs over all
-  queries ("code", default) or over the item's own voters ``U_m`` ("paper"). Items become
+  (all ``B·K`` of a training batch, under DDP those of every rank's batch; the ``K`` of one clip at
+  test time). The max runs over all queries ("code", default) or over the item's own voters ``U_m``
+  ("paper"). Items become
   ``norm(p + Σ_{k∈U_m} v'_{k,m} q_k)``.
 * **Test time**: the working copy of the items starts from the trained items at the beginning of
   every evaluation epoch, is updated after a clip only if its weighted regular score is below

@@ -14,6 +14,8 @@ itself needs NumPy and Pillow, and is imported on first use), never torch or ano
   (:mod:`~anomalib_vadproto.data.validation`).
 * :func:`make_synthetic_avenue` and :func:`make_synthetic_shanghaitech` write small synthetic
   datasets in those layouts (video files).
+* :class:`VideoFolder` reads a plain folder of your own recordings (``train/``, ``test/``, optional
+  ``ground_truth/``); :func:`make_synthetic_video_folder` writes an example of that layout.
 """
 
 from __future__ import annotations
@@ -25,31 +27,40 @@ if TYPE_CHECKING:
     from anomalib_vadproto.data.avenue import LocalAvenue, check_avenue_layout
     from anomalib_vadproto.data.shanghaitech import LocalShanghaiTech, check_shanghaitech_layout
     from anomalib_vadproto.data.synthetic import make_synthetic_ucsd
-    from anomalib_vadproto.data.synthetic_video import make_synthetic_avenue, make_synthetic_shanghaitech
+    from anomalib_vadproto.data.synthetic_video import (
+        make_synthetic_avenue,
+        make_synthetic_shanghaitech,
+        make_synthetic_video_folder,
+    )
     from anomalib_vadproto.data.ucsd_ped import LocalUCSDped, check_ucsd_layout
+    from anomalib_vadproto.data.video_folder import VideoFolder
 
 __all__ = [
     "LocalAvenue",
     "LocalShanghaiTech",
     "LocalUCSDped",
+    "VideoFolder",
     "check_avenue_layout",
     "check_shanghaitech_layout",
     "check_ucsd_layout",
     "make_synthetic_avenue",
     "make_synthetic_shanghaitech",
     "make_synthetic_ucsd",
+    "make_synthetic_video_folder",
 ]
 
 _SOURCES = {
     "make_synthetic_ucsd": "synthetic",
     "make_synthetic_avenue": "synthetic_video",
     "make_synthetic_shanghaitech": "synthetic_video",
+    "make_synthetic_video_folder": "synthetic_video",
     "LocalUCSDped": "ucsd_ped",
     "check_ucsd_layout": "ucsd_ped",
     "LocalAvenue": "avenue",
     "LocalShanghaiTech": "shanghaitech",
     "check_avenue_layout": "avenue",
     "check_shanghaitech_layout": "shanghaitech",
+    "VideoFolder": "video_folder",
 }
 
 

@@ -20,6 +20,12 @@ can hold several scenes (``scenes=(1, 2)``), each with its own background and ti
 ``mjpeg`` by default (like Avenue's files); ``codec="ffv1"`` is lossless, so decoded frames equal
 :func:`render_synthetic_video`'s exactly (tests use it); ``"mpeg4"`` has inter frames.
 
+:func:`make_synthetic_video_folder` writes the plain layout of :class:`~anomalib_vadproto.VideoFolder`
+(your own recordings): ``train/`` videos as ``.mp4`` (MPEG-4), ``.avi`` (MJPEG) and a folder of PNG
+frames, ``test/`` videos, and in ``ground_truth/`` one label form per test video (frame labels as
+``.npy``, ``.csv`` or ``.txt`` ranges; masks as a video, a PNG folder, ``.npy`` or ``.mat``), at a
+camera's 30 fps by default.
+
 Same arguments give the same frames; a ``manifest.json`` records them, and a second call with the
 same arguments returns without writing anything.
 
@@ -33,6 +39,7 @@ Command line::
 
     python -m anomalib_vadproto.data.synthetic_video avenue ./datasets/synthetic_avenue
     python -m anomalib_vadproto.data.synthetic_video shanghaitech ./datasets/synthetic_sht --scenes 1 2 3
+    python -m anomalib_vadproto.data.synthetic_video video_folder ./my_videos --label-forms csv npy mask_video
 
 """
 
@@ -59,8 +66,17 @@ from anomalib_vadproto.data.synthetic import (
     _write_manifest,
     prepare_generated_root,
 )
+from anomalib_vadproto.errors import check_choice
 
-__all__ = ["SyntheticVideo", "main", "make_synthetic_avenue", "make_synthetic_shanghaitech", "render_synthetic_video"]
+__all__ = [
+    "LABEL_FORMS",
+    "SyntheticVideo",
+    "main",
+    "make_synthetic_avenue",
+    "make_synthetic_shanghaitech",
+    "make_synthetic_video_folder",
+    "render_synthetic_video",
+]
 
 _GENERATOR = "anomalib_vadproto.data.synthetic_video"
 _FORMAT_VERSION = 1
@@ -68,6 +84,11 @@ _MANIFEST = "manifest.json"
 _CODECS = ("mjpeg", "mpeg4", "ffv1")
 _JPEG_QUALITY = 95
 _FPS = 25
+#: Ground-truth forms of :func:`make_synthetic_video_folder`, one per test video (``none``: no ground truth).
+LABEL_FORMS = ("npy", "csv", "txt", "mask_video", "mask_folder", "mask_npy", "mask_mat", "none")
+#: Video forms of its training videos: ``.mp4`` (MPEG-4), ``.avi`` (MJPEG) or a folder of PNG frames.
+TRAIN_FORMS = ("mp4", "avi", "frames")
+_CONTAINER_CODECS = {"mp4": "mpeg4", "avi": "mjpeg"}
 
 
 @dataclass(frozen=True)
@@ -123,9 +144,7 @@ def render_synthetic_video(
         ValueError: For an unknown split.
 
     """
-    if split not in ("train", "test"):
-        msg = f"split must be 'train' or 'test', got {split!r}"
-        raise ValueError(msg)
+    check_choice("split", split, ("train", "test"))
     background = _make_background(np.random.default_rng([seed, _STREAM_SCENE, scene]), height, width)
     stream = _STREAM_TRAIN if split == "train" else _STREAM_TEST
     kind = _anomaly_kind(index) if split == "test" else None
@@ -142,9 +161,7 @@ def render_synthetic_video(
 
 
 def _check_common(n_train: Any, n_test: Any, n_frames: Any, height: Any, width: Any, seed: Any, codec: Any) -> dict:  # noqa: ANN401
-    if codec not in _CODECS:
-        msg = f"codec must be one of {list(_CODECS)}, got {codec!r}"
-        raise ValueError(msg)
+    check_choice("codec", codec, _CODECS)
     return {
         "n_train": _check_int("n_train", n_train, 1, 99),
         "n_test": _check_int("n_test", n_test, 1, 99),
@@ -221,9 +238,7 @@ def make_synthetic_avenue(
 
     """
     params = _check_common(n_train, n_test, n_frames, height, width, seed, codec)
-    if mask_format not in ("mat", "png"):
-        msg = f"mask_format must be 'mat' or 'png', got {mask_format!r}"
-        raise ValueError(msg)
+    check_choice("mask_format", mask_format, ("mat", "png"))
     params["mask_format"] = mask_format
     root = Path(root)
     folders = ("training_videos", "testing_videos", "ground_truth_demo")
@@ -337,8 +352,136 @@ def make_synthetic_shanghaitech(
     return root
 
 
+def _write_folder_video(path: Path, frames: np.ndarray, form: str, fps: int) -> None:
+    """Write one video of the video-folder layout: ``path.<form>``, or PNG frames in the folder ``path``."""
+    from anomalib_vadproto.data.video_io import write_video
+
+    if form == "frames":
+        path.mkdir(parents=True)
+        for t, frame in enumerate(frames):
+            Image.fromarray(frame).save(path / f"{t:03d}.png")
+    else:
+        write_video(path.with_name(f"{path.name}.{form}"), frames, fps=fps, codec=_CONTAINER_CODECS[form])
+
+
+def _write_ground_truth(gt_dir: Path, stem: str, video: SyntheticVideo, form: str, fps: int) -> None:
+    """Write one test video's ground truth in ``form`` (one of :data:`LABEL_FORMS`)."""
+    assert video.masks is not None and video.anomalous is not None  # noqa: S101 - test videos have both
+    first, last = video.anomalous.start, video.anomalous.stop - 1  # 0-based, inclusive
+    masks = video.masks.astype(np.uint8)
+    if form == "npy":
+        np.save(gt_dir / f"{stem}.npy", masks.any(axis=(1, 2)).astype(np.uint8))
+    elif form == "csv":
+        (gt_dir / f"{stem}.csv").write_text(f"start,end\n{first},{last}\n")
+    elif form == "txt":
+        (gt_dir / f"{stem}.txt").write_text(f"# anomalous frames: 0-based, both ends included\n{first}-{last}\n")
+    elif form == "mask_video":
+        _write_folder_video(gt_dir / f"{stem}_mask", masks * 255, "mp4", fps)
+    elif form == "mask_folder":
+        (gt_dir / f"{stem}_mask").mkdir()
+        for t, mask in enumerate(masks):
+            Image.fromarray(mask).save(gt_dir / f"{stem}_mask" / f"{t:03d}.png")
+    elif form == "mask_npy":
+        np.save(gt_dir / f"{stem}_mask.npy", masks)
+    elif form == "mask_mat":
+        import scipy.io
+
+        scipy.io.savemat(gt_dir / f"{stem}_mask.mat", {"masks": np.moveaxis(masks, 0, 2)})  # MATLAB's (H, W, N)
+
+
+def make_synthetic_video_folder(
+    root: str | os.PathLike[str],
+    n_train: int = 3,
+    n_test: int | None = None,
+    n_frames: int = 40,
+    height: int = 64,
+    width: int = 96,
+    fps: int = 30,
+    seed: int = 0,
+    label_forms: Sequence[str] = ("csv", "txt", "npy", "mask_video"),
+    train_forms: Sequence[str] = TRAIN_FORMS,
+    overwrite: bool = False,
+) -> Path:
+    """Write a small synthetic dataset in the layout of :class:`~anomalib_vadproto.VideoFolder`.
+
+    Training videos ``root/train/normal_NN.<form>`` cycle through ``train_forms`` (``mp4``: MPEG-4,
+    ``avi``: MJPEG, ``frames``: a folder ``normal_NN/`` of ``000.png`` ...); test videos
+    ``root/test/test_NN.mp4`` and ``.avi`` alternate, each with one anomalous interval, and their
+    ground truth in ``root/ground_truth/`` cycles through ``label_forms``:
+
+    * ``npy``: ``test_NN.npy``, one 0/1 per frame; ``csv``: ``test_NN.csv`` with a ``start,end`` header
+      and one row; ``txt``: ``test_NN.txt`` holding ``first-last``; (ranges 0-based, both ends included);
+    * ``mask_video``: ``test_NN_mask.mp4`` (white = anomalous); ``mask_folder``: ``test_NN_mask/000.png``
+      ... (0/1); ``mask_npy``: ``test_NN_mask.npy`` ``(N, H, W)``; ``mask_mat``: ``test_NN_mask.mat``
+      holding ``masks`` ``(H, W, N)`` as MATLAB stores a volume;
+    * ``none``: no ground truth (a test set of ``none`` only is scored as prediction only).
+
+    ``manifest.json`` records each test video's anomalous frames and label form.
+
+    Args:
+        root: Dataset root (``root`` of ``VideoFolder``); created if missing.
+        n_train: Training videos (2 to 99).
+        n_test: Test videos (1 to 99); ``None``: one per label form.
+        n_frames: Frames per video (10 to 999).
+        height: Frame height (32 to 4096).
+        width: Frame width (32 to 4096).
+        fps: Frame rate the videos are written at (1 to 240).
+        seed: Non-negative seed.
+        label_forms: Ground-truth forms (:data:`LABEL_FORMS`), cycled over the test videos.
+        train_forms: Training video forms (:data:`TRAIN_FORMS`), cycled over the training videos.
+        overwrite: Rewrite even if a matching dataset exists.
+
+    Returns:
+        Path: ``root``.
+
+    Raises:
+        ValueError: For an argument out of range or an unknown form.
+        FileExistsError: If ``root`` holds ``train``/``test``/``ground_truth`` folders this generator did
+            not write (and not ``overwrite``).
+
+    """
+    forms = [check_choice("label_forms", form, LABEL_FORMS) for form in label_forms]
+    trains = [check_choice("train_forms", form, TRAIN_FORMS) for form in train_forms]
+    if not forms or not trains:
+        msg = "label_forms and train_forms must name at least one form each"
+        raise ValueError(msg)
+    params = _check_common(
+        n_train, n_test if n_test is not None else len(forms), n_frames, height, width, seed, "mjpeg"
+    )
+    params.update(
+        n_train=_check_int("n_train", n_train, 2, 99),
+        fps=_check_int("fps", fps, 1, 240),
+        label_forms=forms,
+        train_forms=trains,
+    )
+    del params["codec"]
+    root = Path(root)
+    record = _prepare_root(root, "video_folder", params, ("train", "test", "ground_truth"), overwrite)
+    if record is None:
+        return root
+    size = {k: params[k] for k in ("n_frames", "height", "width", "seed")}
+    for index in range(params["n_train"]):
+        video = render_synthetic_video("train", index, **size)
+        _write_folder_video(root / "train" / f"normal_{index + 1:02d}", video.frames, trains[index % len(trains)], fps)
+    gt_dir = root / "ground_truth"
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    test_videos = {}
+    for index in range(params["n_test"]):
+        video = render_synthetic_video("test", index, **size)
+        stem, form = f"test_{index + 1:02d}", forms[index % len(forms)]
+        _write_folder_video(root / "test" / stem, video.frames, ("mp4", "avi")[index % 2], fps)
+        if form != "none":
+            _write_ground_truth(gt_dir, stem, video, form, fps)
+        test_videos[stem] = {**_interval_record(video), "label_form": form}
+    record.update(test_videos=test_videos, complete=True)
+    _write_manifest(root / _MANIFEST, record)
+    return root
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m anomalib_vadproto.data.synthetic_video {avenue,shanghaitech} ROOT [options]``.
+    """Command line: ``python -m anomalib_vadproto.data.synthetic_video LAYOUT ROOT [options]``.
+
+    ``LAYOUT`` is ``avenue``, ``shanghaitech`` or ``video_folder``.
 
     Args:
         argv: Arguments without the program name; ``None`` uses ``sys.argv[1:]``.
@@ -349,36 +492,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(
         prog="python -m anomalib_vadproto.data.synthetic_video",
-        description="Write a synthetic video anomaly dataset in the Avenue or ShanghaiTech layout (video files).",
+        description="Write a synthetic video anomaly dataset in the Avenue, ShanghaiTech or VideoFolder layout.",
     )
-    parser.add_argument("layout", choices=("avenue", "shanghaitech"))
+    parser.add_argument("layout", choices=("avenue", "shanghaitech", "video_folder"))
     parser.add_argument("root", type=Path, help="dataset root")
-    parser.add_argument("--n-train", type=int, default=2, help="training videos (per scene) (default: %(default)s)")
-    parser.add_argument("--n-test", type=int, default=2, help="test videos (per scene) (default: %(default)s)")
-    parser.add_argument("--n-frames", type=int, default=20, help="frames per video (default: %(default)s)")
+    parser.add_argument("--n-train", type=int, help="training videos (per scene) (default: 2; video_folder: 3)")
+    parser.add_argument(
+        "--n-test", type=int, help="test videos (per scene) (default: 2; video_folder: one per label form)"
+    )
+    parser.add_argument("--n-frames", type=int, help="frames per video (default: 20; video_folder: 40)")
     parser.add_argument("--height", type=int, default=64, help="frame height (default: %(default)s)")
     parser.add_argument("--width", type=int, default=96, help="frame width (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--codec", choices=_CODECS, default="mjpeg", help="video codec (default: %(default)s)")
     parser.add_argument("--scenes", type=int, nargs="+", default=[1, 2], help="shanghaitech scenes (default: 1 2)")
     parser.add_argument("--mask-format", choices=("mat", "png"), default="mat", help="avenue masks (default: mat)")
+    parser.add_argument("--fps", type=int, default=30, help="video_folder: recording frame rate (default: 30)")
+    parser.add_argument(
+        "--label-forms",
+        nargs="+",
+        choices=LABEL_FORMS,
+        default=["csv", "txt", "npy", "mask_video"],
+        help="video_folder: ground-truth form of each test video, cycled (default: csv txt npy mask_video)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="rewrite even if an identical dataset exists")
     args = parser.parse_args(argv)
-    common = {
-        "n_train": args.n_train,
-        "n_test": args.n_test,
-        "n_frames": args.n_frames,
-        "height": args.height,
-        "width": args.width,
-        "seed": args.seed,
-        "codec": args.codec,
-        "overwrite": args.overwrite,
-    }
+    common = {"height": args.height, "width": args.width, "seed": args.seed, "overwrite": args.overwrite}
     try:
-        if args.layout == "avenue":
-            path = make_synthetic_avenue(args.root, mask_format=args.mask_format, **common)
+        if args.layout == "video_folder":
+            path = make_synthetic_video_folder(
+                args.root,
+                n_train=3 if args.n_train is None else args.n_train,
+                n_test=args.n_test,
+                n_frames=40 if args.n_frames is None else args.n_frames,
+                fps=args.fps,
+                label_forms=args.label_forms,
+                **common,
+            )
         else:
-            path = make_synthetic_shanghaitech(args.root, scenes=args.scenes, **common)
+            common.update(
+                n_train=2 if args.n_train is None else args.n_train,
+                n_test=2 if args.n_test is None else args.n_test,
+                n_frames=20 if args.n_frames is None else args.n_frames,
+                codec=args.codec,
+            )
+            if args.layout == "avenue":
+                path = make_synthetic_avenue(args.root, mask_format=args.mask_format, **common)
+            else:
+                path = make_synthetic_shanghaitech(args.root, scenes=args.scenes, **common)
     except (ValueError, FileExistsError) as exc:
         parser.error(str(exc))
     print(f"Synthetic {args.layout} dataset at {path.resolve()}")

@@ -132,8 +132,10 @@ class VideoProtocolAUC(Metric):
 
     Notes:
         Video paths are stored as CRC-32 ids (an int64 tensor state, ``dist_reduce_fx="cat"``); the
-        id -> path table is kept locally. Under DDP the other ranks' paths are unknown locally, so
-        their videos are named ``"<video XXXXXXXX>"`` in :meth:`result` (the AUCs are unaffected).
+        id -> path table is kept locally and merged over the ranks when the states are synchronised.
+        Under DDP every rank must call :meth:`compute` (a collective); a rank that saw no frame takes part
+        with empty states. The plugin's models do not shard their evaluation: every rank scores every frame
+        and computes this metric locally (:mod:`anomalib_vadproto.components.distributed`).
         ``forward`` only accumulates (returns ``None``): the protocol is undefined on a single batch.
 
     Example:
@@ -276,6 +278,34 @@ class VideoProtocolAUC(Metric):
         super().merge_state(incoming_state)
         self._computed = None
         self._result = None
+
+    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any = None) -> None:  # noqa: ANN401
+        """Gather the states of every rank (torchmetrics' ``cat``), also from a rank that saw no frame.
+
+        torchmetrics sends a rank's empty list state as an empty float32 tensor, which cannot be gathered
+        with the other ranks' int64 ids or float64 cues: an empty state is sent in its own dtype here. The
+        id -> path tables of the ranks are merged too, so :meth:`result` names every video.
+        """
+        for name, dtype in self._state_dtypes().items():
+            if isinstance(getattr(self, name), list) and not getattr(self, name):
+                setattr(self, name, [torch.empty(0, dtype=dtype, device=self.device)])
+        group = process_group or self.process_group
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            tables: list[dict[int, str] | None] = [None] * torch.distributed.get_world_size(group)
+            torch.distributed.all_gather_object(tables, self._paths, group=group)
+            for table in tables:
+                for vid, path in (table or {}).items():
+                    self._paths.setdefault(vid, path)
+        if dist_sync_fn is None:
+            super()._sync_dist(process_group=process_group)
+        else:
+            super()._sync_dist(dist_sync_fn, process_group)
+
+    def _state_dtypes(self) -> dict[str, torch.dtype]:
+        """Dtype of each list state, as :meth:`update` stores it."""
+        dtypes = dict.fromkeys(("video_ids", "frame_indices", "frame_labels"), torch.int64)
+        dtypes.update({f"cue_{i}": torch.float64 for i in range(len(self._cue_names))})
+        return dtypes
 
     @property
     def has_data(self) -> bool:

@@ -474,6 +474,8 @@ class VideoVisualizer(ImageVisualizer):
         if not self.is_video_batch(batch):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
             return
+        if not getattr(trainer, "is_global_zero", True):  # DDP: every rank scores every clip; rank 0 writes
+            return
 
         if self.frame_images == "none":
             if not self._said_frames_off:
@@ -579,6 +581,8 @@ class VideoVisualizer(ImageVisualizer):
         """
         result = getattr(pl_module, "protocol_result", None)
         if not self.score_curves or result is None or result is self._result_before_test:
+            return
+        if not getattr(trainer, "is_global_zero", True):  # the same curves on every rank under DDP: written once
             return
         from anomalib_vadproto.visualization.curves import plot_protocol_result
 

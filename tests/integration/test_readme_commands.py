@@ -15,6 +15,9 @@ starts a command) and each is exercised by its kind:
   that a results file recorded and a generated table prints (``python benchmarks/<name>.py``, the
   form before the benchmarks became a package), as the module it names now;
 * a live source (a stream URL or a camera) is checked to parse: there is no camera here;
+* the own-camera walkthrough (the commands that name its folder ``my_videos``: generate the stand-in,
+  train on it with ``VideoFolder``, export, score a recording) runs verbatim, in order, in a workspace of
+  its own (:func:`test_the_own_camera_walkthrough_runs_in_order`);
 * ``pip install ...`` and ``python -m pytest`` are CI's own command (``.ci/run``), and the wheel that
   ``pip install .`` builds is checked to carry the autoload hook.
 
@@ -75,6 +78,7 @@ def kind(command: str) -> str:
         (r"python -m research\.\w+", "research"),
         (r"python benchmarks/\w+\.py", "recorded"),
         (r"anomalib-vadproto score \S+ (rtsp|rtmp|https?)://|anomalib-vadproto score \S+ /dev/video", "live"),
+        (r"(anomalib|anomalib-vadproto|python -m anomalib_vadproto\.data\.synthetic_video) .*\bmy_videos\b", "camera"),
         (r"python -m anomalib_vadproto\.data\.synthetic_video ", "generator"),
         (r"anomalib-vadproto make-synthetic ", "generator"),
         (r"python \.\./shared/tools/materialize_ucsd_ped2\.py ", "workspace"),
@@ -99,7 +103,7 @@ def test_every_readme_command_is_exercised():
     unknown = [c for c in commands if kind(c) == "unknown"]
     assert not unknown, f"README commands that no test exercises (add them to this module's kinds): {unknown}"
     kinds = {kind(c) for c in commands}
-    assert {"ci", "demo", "benchmark", "workspace", "generator"} <= kinds
+    assert {"ci", "demo", "benchmark", "workspace", "generator", "camera", "live"} <= kinds
     # the quick start is in the README: lay out, train, test, export, score
     quick = [c for c in commands if kind(c) == "workspace"]
     assert [c.split()[1] for c in quick[:5]] == [
@@ -226,6 +230,29 @@ def test_the_data_generators_run(tmp_path):
             _run_in_workspace(argv, tmp_path)
     assert (tmp_path / "datasets/synthetic_ucsd/synthetic/Train").is_dir()
     assert (tmp_path / "generated").is_dir()
+
+
+#: Where the own-camera walkthrough's training run lands (anomalib: <model>/<datamodule>/<root folder's name>).
+CAMERA_RUN = "results/Mnad/VideoFolder/my_videos/latest"
+
+
+@pytest.mark.slow
+def test_the_own_camera_walkthrough_runs_in_order(tmp_path):
+    """Record (a generated stand-in), lay out, train the lite MNAD, export, score: the README's lines, verbatim."""
+    work = tmp_path / "main"
+    shutil.copytree(REPO / "configs", work / "configs")
+    commands = [c for c in readme_commands() if kind(c) == "camera"]
+    steps = [c.split()[2] if c.startswith("python") else c.split()[1] for c in commands]
+    assert steps == ["anomalib_vadproto.data.synthetic_video", "train", "export", "score"], commands
+    for command in commands:
+        for argv in expand(command):
+            _run_in_workspace(argv, work)
+    assert (work / "my_videos" / "ground_truth").is_dir()
+    assert (work / CAMERA_RUN / "weights/lightning/model.ckpt").is_file()
+    assert len(list((work / CAMERA_RUN / "images/score_curves").glob("*.png"))) == 4  # one per test video
+    assert (work / "my_export/weights/openvino/model.xml").is_file()
+    scores = work / "my_scores" / "test_03"
+    assert {"scores.csv", "score_curve.png", "overlay.mp4"} <= {p.name for p in scores.iterdir()}
 
 
 # ---------------------------------------------------------------------- commands checked to parse

@@ -47,6 +47,7 @@ from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import Tensor, nn
 
+from anomalib_vadproto.components import distributed
 from anomalib_vadproto.components.clip import check_at_least
 from anomalib_vadproto.components.fast import adam_kwargs
 from anomalib_vadproto.components.lightning import VideoModelMixin, as_size, seed_if_given
@@ -223,6 +224,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
     steps_per_batch = (1.0, 2.0)  # the alternating stage steps both optimisers every batch
     timing_checkpoint_key = "cdda_timing"
     cuda_graph_training = False  # the two steps' compiled calls see different parameters frozen
+    ddp_find_unused_parameters = True  # each of the two steps leaves the other's parameters out of its loss
     # INT8_PTQ: the first 4 quantisable layers back from every output stay FP32 (43 of the lite network's
     # 47): the smallest depth at which the score ranks training clips like FP32 (Spearman >= 0.99;
     # python -m research.int8_scope --model cdda). The score multiplies two cluster distances by the
@@ -440,25 +442,11 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
             )
             raise RuntimeError(msg)
         start = time.perf_counter()
-        generator = torch.Generator().manual_seed(0 if self.seed is None else int(self.seed))
-        centres = {}
-        for name, chunks in self._samples.items():
-            samples = torch.cat(chunks).cpu()  # gathered on the model's device (see _gather)
-            if samples.shape[0] > self.kmeans_samples:
-                samples = samples[torch.randperm(samples.shape[0], generator=generator)[: self.kmeans_samples]]
-            centres[name], inertia = fit_kmeans(
-                samples,
-                self.model.clusters[name].num_clusters,
-                self.kmeans_max_iter,
-                seed=0 if self.seed is None else self.seed,
-                restarts=self.kmeans_restarts,
-            )
-            self.kmeans_info[name] = {
-                "samples": int(samples.shape[0]),
-                "inertia": inertia,
-                # Feature dimensions non-zero in at least one vector: dead ReLU channels of the code show here.
-                "active_dimensions": int((samples != 0).any(dim=0).sum()),
-            }
+        # Gathered on the model's device (see _gather); under DDP from every rank, in rank order.
+        samples = {name: distributed.all_gather_cat(torch.cat(chunks)).cpu() for name, chunks in self._samples.items()}
+        # Under DDP k-means runs once, on rank 0, and every rank takes its centres: the same on every rank.
+        centres, info = distributed.on_rank_zero(lambda: self._fit_centres(samples))
+        self.kmeans_info.update(info)
         self.model.initialise_centres({name: value.to(self.device) for name, value in centres.items()})
         self._samples = {}
         self.timing["kmeans_seconds"] += time.perf_counter() - start
@@ -471,12 +459,34 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
             time.perf_counter() - start,
         )
 
+    def _fit_centres(self, samples: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, dict[str, float]]]:
+        """k-means on each clustering's gathered vectors (subsampled to ``kmeans_samples``): centres and their info."""
+        generator = torch.Generator().manual_seed(0 if self.seed is None else int(self.seed))
+        centres, info = {}, {}
+        for name, vectors in samples.items():
+            if vectors.shape[0] > self.kmeans_samples:
+                vectors = vectors[torch.randperm(vectors.shape[0], generator=generator)[: self.kmeans_samples]]
+            centres[name], inertia = fit_kmeans(
+                vectors,
+                self.model.clusters[name].num_clusters,
+                self.kmeans_max_iter,
+                seed=0 if self.seed is None else self.seed,
+                restarts=self.kmeans_restarts,
+            )
+            info[name] = {
+                "samples": int(vectors.shape[0]),
+                "inertia": inertia,
+                # Feature dimensions non-zero in at least one vector: dead ReLU channels of the code show here.
+                "active_dimensions": int((vectors != 0).any(dim=0).sum()),
+            }
+        return centres, info
+
     def on_train_epoch_end(self) -> None:
         """Log the stage and the stage times."""
         super().on_train_epoch_end()  # the epoch's time, to its stage
         for name, values in self._epoch_distance.items():
             if values:
-                mean = float(torch.stack(values).mean())
+                mean = float(distributed.mean_over_ranks(torch.stack(values).mean()))  # DDP: the global batches'
                 self.distance_history.setdefault(name, []).append(float(f"{mean:.4g}"))
         self._epoch_distance = {}
         self.log_dict(
@@ -486,6 +496,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
                 "kmeans_seconds": self.timing["kmeans_seconds"],
             },
             prog_bar=True,
+            sync_dist=distributed.is_distributed(),  # DDP: mean over the ranks
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
@@ -574,7 +585,8 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         for the GPU (at most ``kmeans_samples`` vectors per clustering, plus one batch's worth).
         """
         window = self.gather_window() if self._trainer is not None else None
-        batches = window[1] - window[0] if window is not None else math.inf
+        # Under DDP every rank gathers its share: about kmeans_samples vectors in all, as in one process.
+        batches = (window[1] - window[0]) * distributed.world_size() if window is not None else math.inf
         for name, value in features.items():
             vectors = value.detach().flatten(2).transpose(1, 2).reshape(-1, value.shape[1])
             per_batch = vectors.shape[0]

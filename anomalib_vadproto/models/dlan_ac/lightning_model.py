@@ -34,6 +34,7 @@ from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import Tensor, nn
 
+from anomalib_vadproto.components import distributed
 from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 from anomalib_vadproto.components.losses import (
     GRADIENT_BORDERS,
@@ -151,6 +152,7 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
     stage_names = ("Adaptive-Clusterer", "DLAN")
     paper_stage_epochs = (10, 80)
     timing_checkpoint_key = "dlan_ac_timing"
+    ddp_find_unused_parameters = True  # DLAN takes no part in the stage-1 losses (nor ever with use_dlan=False)
     # INT8_PTQ quantises every layer: at depth 0 the INT8 frame PSNR already ranks training clips like FP32
     # (Spearman >= 0.99), so no layer needs to stay FP32: python -m research.int8_scope --model dlan_ac
     # (the model README has the sweep).
@@ -283,6 +285,9 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         if mid_epoch:  # the epoch's time so far was stage 1's
             self.charge_stage_time()
         m = self.model.start_dlan_stage(reinitialise_autoencoder=self.stage2_init == "fresh")
+        # DDP: rank 0's weights everywhere (stage2_init="fresh" draws new ones on each rank; DLAN's initialisation
+        # from the clusterer is already the same on every rank).
+        distributed.broadcast_module_(self.model)
         if rebuild_optimiser:
             self.trainer.strategy.setup_optimizers(self.trainer)  # new optimiser and schedule for stage 2
         logger.info(
@@ -300,7 +305,7 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
         if not self.model.in_dlan_stage:
             values["ac_mean_winners"] = self.model.clusterer.mean_z
             values["som_seconds"] = self.timing["som_seconds"]
-        self.log_dict(values, prog_bar=True)
+        self.log_dict(values, prog_bar=True, sync_dist=distributed.is_distributed())  # DDP: mean over the ranks
 
     def run_summary(self) -> dict[str, Any]:
         """Report the two stages for benchmarks: ``M``, the stage, stage times and the SOM's share of stage 1."""
@@ -318,10 +323,28 @@ class DlanAc(TwoStageMixin, VideoModelMixin, AnomalibModule):
     def _fit_clusterer(self, features: Tensor) -> None:
         start = time.perf_counter()
         maps = features.detach() if self.som_maps_per_batch is None else features.detach()[: self.som_maps_per_batch]
-        self.model.clusterer.fit_batch(maps)
+        if distributed.is_distributed():
+            self._fit_clusterer_across_ranks(maps)
+        else:
+            self.model.clusterer.fit_batch(maps)
         if features.is_cuda:
             torch.cuda.synchronize(features.device)
         self.timing["som_seconds"] += time.perf_counter() - start
+
+    def _fit_clusterer_across_ranks(self, maps: Tensor) -> None:
+        """DDP: fit the clusterer once, on rank 0, with the maps of every rank; then every rank takes its state.
+
+        The SOM sees the maps of the global batch in rank order (the first ``som_maps_per_batch`` of them), as
+        one process would see the whole batch; its weights, statistics and ``M`` are then broadcast, so every
+        rank switches to stage 2 with the same centres and ``M``.
+        """
+        maps = distributed.all_gather_cat(maps)
+        if self.som_maps_per_batch is not None:
+            maps = maps[: self.som_maps_per_batch]
+        clusterer = self.model.clusterer
+        if distributed.rank() == 0:
+            clusterer.fit_batch(maps)
+        distributed.broadcast_tensors_(clusterer.buffers())
 
     def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
         """Intensity + gradient losses (stage 1, plus the SOM) or all four losses (stage 2)."""

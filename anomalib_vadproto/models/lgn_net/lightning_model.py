@@ -20,6 +20,7 @@ from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import Tensor, nn
 
+from anomalib_vadproto.components import distributed
 from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 from anomalib_vadproto.components.losses import intensity_loss
 
@@ -33,6 +34,7 @@ def training_outputs(
     lambda_compact: float,
     lambda_separate: float,
     margin: float,
+    update: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
     """Compute the pure tensor part of a training step (compiled with ``compile``): losses and updated items.
 
@@ -43,10 +45,12 @@ def training_outputs(
         lambda_compact: Weight of the compactness loss.
         lambda_separate: Weight of the separateness loss.
         margin: Triplet margin of the separateness loss.
+        update: Return the updated items; ``False`` returns the batch's detached queries instead, for the
+            update with the queries of every DDP rank (:meth:`LgnNet.training_step`).
 
     Returns:
-        ``(loss, losses, items after the update with every query of the batch)``; Loc-Net has the
-        prediction loss alone and no items (``None``).
+        ``(loss, losses, items after the update with every query of the batch)`` (without ``update``, the
+        queries ``(B*K, D)`` in place of the items); Loc-Net has the prediction loss alone and no items (``None``).
 
     """
     out = model.train_outputs(clip, items)
@@ -54,7 +58,7 @@ def training_outputs(
         losses = {"pred": intensity_loss(out.prediction, out.target)}
         return losses["pred"], losses, None
     loss, losses = out.weighted_loss(lambda_compact, lambda_separate, margin)
-    return loss, losses, out.updated_items(model.memory.rescale)
+    return loss, losses, out.updated_items(model.memory.rescale) if update else out.queries.detach()
 
 
 class LgnNet(VideoModelMixin, AnomalibModule):
@@ -180,13 +184,22 @@ class LgnNet(VideoModelMixin, AnomalibModule):
             self.setup_protocol({"psnr": 1.0})
 
     def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
-        """Prediction loss plus (with a memory) compactness and separateness, then the memory update."""
+        """Prediction loss plus (with a memory) compactness and separateness, then the memory update.
+
+        Under DDP the update takes the queries of every rank (the global batch, as one process would), so the
+        items stay the same on every rank.
+        """
         del batch_idx, args, kwargs
         clip, model = batch.image, self.model
         items = model.memory.items if model.has_memory else None
+        across_ranks = distributed.is_distributed()
         step = self.step_function(training_outputs, clip)
-        loss, losses, items = step(model, clip, items, self.lambda_compact, self.lambda_separate, self.margin)
-        if items is not None:
+        loss, losses, items = step(
+            model, clip, items, self.lambda_compact, self.lambda_separate, self.margin, not across_ranks
+        )
+        if items is not None and across_ranks:
+            model.memory.update_(distributed.all_gather_cat(items))  # items holds this rank's queries
+        elif items is not None:
             model.memory.items = items  # updated from the items the losses read, with every query of the batch
         self.log_losses({"loss": loss, **losses}, batch_size=clip.shape[0])
         return loss

@@ -21,6 +21,7 @@ from anomalib.models.components import AnomalibModule
 from anomalib.visualization import Visualizer
 from torch import Tensor, nn
 
+from anomalib_vadproto.components import distributed
 from anomalib_vadproto.components.lightning import VideoModelMixin, seed_if_given
 from anomalib_vadproto.errors import check_choice
 
@@ -31,7 +32,13 @@ TASK_DEFAULTS = {"prediction": (2e-4, 0.1, 0.6, 0.01), "reconstruction": (2e-5, 
 
 
 def training_outputs(
-    model: MnadModel, clip: Tensor, items: Tensor, lambda_compact: float, lambda_separate: float, margin: float
+    model: MnadModel,
+    clip: Tensor,
+    items: Tensor,
+    lambda_compact: float,
+    lambda_separate: float,
+    margin: float,
+    update: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
     """Compute the pure tensor part of a training step (compiled with ``compile``): losses and updated items.
 
@@ -43,14 +50,17 @@ def training_outputs(
         lambda_compact: Weight of the compactness loss.
         lambda_separate: Weight of the separateness loss.
         margin: Triplet margin of the separateness loss.
+        update: Return the updated items; ``False`` returns the batch's detached queries instead, for the
+            update with the queries of every DDP rank (:meth:`Mnad.training_step`).
 
     Returns:
-        ``(loss, {"pred", "compact", "separate"}, items after the update with every query of the batch)``.
+        ``(loss, {"pred", "compact", "separate"}, items after the update with every query of the batch)``, or
+        the queries ``(B*K, D)`` in place of the items without ``update``.
 
     """
     out = model.train_outputs(clip, items)
     loss, losses = out.weighted_loss(lambda_compact, lambda_separate, margin)
-    return loss, losses, out.updated_items(model.memory.rescale)
+    return loss, losses, out.updated_items(model.memory.rescale) if update else out.queries.detach()
 
 
 class Mnad(VideoModelMixin, AnomalibModule):
@@ -150,13 +160,21 @@ class Mnad(VideoModelMixin, AnomalibModule):
         self.setup_protocol({"psnr": weight, "feature_distance": 1.0 - weight}, normal_cues=("psnr",))
 
     def training_step(self, batch, batch_idx: int, *args, **kwargs):  # noqa: ANN001, ANN201
-        """Prediction, compactness and separateness losses, then the memory update with the batch's queries."""
+        """Prediction, compactness and separateness losses, then the memory update with the batch's queries.
+
+        Under DDP the update takes the queries of every rank (the global batch, as one process would), so the
+        items stay the same on every rank.
+        """
         del batch_idx, args, kwargs
         clip, memory = batch.image, self.model.memory
+        across_ranks = distributed.is_distributed()
         step = self.step_function(training_outputs, clip)
         loss, losses, items = step(
-            self.model, clip, memory.items, self.lambda_compact, self.lambda_separate, self.margin
+            self.model, clip, memory.items, self.lambda_compact, self.lambda_separate, self.margin, not across_ranks
         )
-        memory.items = items  # updated from the items the losses read, with every query of the batch
+        if across_ranks:
+            memory.update_(distributed.all_gather_cat(items))  # items holds this rank's queries
+        else:
+            memory.items = items  # updated from the items the losses read, with every query of the batch
         self.log_losses({"loss": loss, **losses}, batch_size=clip.shape[0])
         return loss

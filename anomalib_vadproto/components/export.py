@@ -8,7 +8,8 @@ model's state exactly as it was. Besides anomalib's outputs (``pred_score``, ``p
 ``anomaly_map``, ``pred_mask``) the graph returns the raw per-clip cues (``cue_<name>``) so that
 deployed models can apply the papers' per-video protocol. The ONNX file (and the OpenVINO IR
 converted from it) carries a :class:`~anomalib_vadproto.components.metadata.ModelMetadata` record: clip
-length, sizes and the cue fusion, so a deployed model fuses cues exactly as ``anomalib test`` does.
+length, sizes and the cue fusion, so a deployed model fuses cues exactly as ``anomalib test`` does, and
+the training datamodule's camera options (``fps``, ``roi``), so it is fed the frames training saw.
 
 The ONNX exporter (``torch.onnx`` with onnxscript's optimiser and onnx_ir's passes) logs one INFO record per
 folded constant, removed node and deduplicated initializer, and prints its progress. During our export
@@ -29,7 +30,7 @@ import torch
 from anomalib.deploy.export import ExportType
 from torch import Tensor, nn
 
-from anomalib_vadproto.components.metadata import METADATA_KEY, ModelMetadata
+from anomalib_vadproto.components.metadata import METADATA_KEY, ModelMetadata, check_camera_options
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,11 @@ class VideoExportMixin:
 
     #: ``True`` while :meth:`to_openvino` runs: the ONNX file is then an intermediate in a temporary folder.
     _onnx_is_intermediate: bool = False
+    #: The training datamodule's camera options (``fps``, ``roi``, ``folder_fps``;
+    #: :func:`~anomalib_vadproto.components.metadata.check_camera_options`), written into the export's
+    #: metadata so that deployment subsamples and crops new footage as training did; ``None``: none. The
+    #: Lightning models set them at the start of a fit and keep them in their checkpoints.
+    camera_options: dict[str, Any] | None = None
 
     def predict_clip(self, clip: Tensor) -> dict[str, Tensor]:
         """Full pipeline on a raw clip: pre-process, score, post-process.
@@ -157,7 +163,8 @@ class VideoExportMixin:
             input_size: ``(H, W)`` of the frames the exported graph accepts; ``None`` for any size.
 
         Returns:
-            The record that :meth:`to_onnx` embeds in the exported file.
+            The record that :meth:`to_onnx` embeds in the exported file, with the training datamodule's
+            camera options (:attr:`camera_options`) where it had any.
 
         """
         protocol = getattr(self, "protocol", None)
@@ -171,6 +178,7 @@ class VideoExportMixin:
             value = getattr(post, attribute, None) if post is not None else None
             value = float(value) if isinstance(value, Tensor) and value.numel() == 1 else None
             bounds[key] = value if value is not None and math.isfinite(value) else None
+        camera = check_camera_options(getattr(self, "camera_options", None)) or {}
         return ModelMetadata(
             model=type(self).__name__,
             clip_length=int(self.clip_length),
@@ -183,6 +191,7 @@ class VideoExportMixin:
             smoothing_sigma=float(getattr(protocol, "smoothing_sigma", 2.0)),
             smoothing_mode=str(getattr(protocol, "smoothing_mode", "nearest")),
             **bounds,
+            **camera,
         )
 
     def example_clip(self, input_size: tuple[int, int] | None = None, batch: int = 2) -> Tensor:

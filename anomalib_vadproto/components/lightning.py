@@ -41,6 +41,7 @@ from torch import Tensor
 from anomalib_vadproto.components import distributed
 from anomalib_vadproto.components.export import VideoExportMixin
 from anomalib_vadproto.components.fast import CompileOptions, adam_kwargs, check_compile_mode, maybe_compiled
+from anomalib_vadproto.components.metadata import check_camera_options
 from anomalib_vadproto.errors import (
     CheckpointMismatchError,
     InvalidArgumentError,
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 #: Checkpoint key holding the name of the plugin model that saved it (:meth:`VideoModelMixin.model_family`).
 CHECKPOINT_MODEL_KEY = "anomalib_vadproto_model"
+#: Checkpoint key holding the training datamodule's camera options (:meth:`VideoModelMixin.capture_camera_options`).
+CHECKPOINT_CAMERA_KEY = "anomalib_vadproto_camera_options"
 #: Smallest height or width the video pre-processor accepts (:func:`~.pre_processing.video_pre_processor`).
 MIN_SIDE = 8
 
@@ -278,9 +281,15 @@ class VideoModelMixin(VideoExportMixin):
         return matches[0] if len(matches) == 1 else None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record which model the checkpoint holds (:meth:`model_family`), for :meth:`on_load_checkpoint`."""
+        """Record which model the checkpoint holds (:meth:`model_family`), for :meth:`on_load_checkpoint`.
+
+        The training datamodule's camera options (:meth:`capture_camera_options`), where it had any, are kept
+        too, so that an export from the checkpoint carries them.
+        """
         super().on_save_checkpoint(checkpoint)
         checkpoint[CHECKPOINT_MODEL_KEY] = self.model_family()
+        if self.camera_options is not None:
+            checkpoint[CHECKPOINT_CAMERA_KEY] = dict(self.camera_options)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, with a clear message, a checkpoint of another model or whose architecture differs from this one.
@@ -314,6 +323,7 @@ class VideoModelMixin(VideoExportMixin):
             raise CheckpointMismatchError(msg)
         super().on_load_checkpoint(checkpoint)
         self._trained = True
+        self.camera_options = check_camera_options(checkpoint.get(CHECKPOINT_CAMERA_KEY))
 
     # ------------------------------------------------------------------ anomalib configuration
     @property
@@ -491,6 +501,26 @@ class VideoModelMixin(VideoExportMixin):
     def on_fit_start(self) -> None:  # noqa: D102
         self.use_preferred_memory_format()
         self.validate_after_last_epoch()
+        self.capture_camera_options()
+
+    def capture_camera_options(self) -> None:
+        """Take the camera options of the datamodule being fitted on, for the checkpoint and the export.
+
+        A datamodule with a ``camera_options()`` method (:class:`~anomalib_vadproto.VideoFolder`: ``fps``,
+        ``roi``, ``folder_fps``) gives them; any other datamodule (or none) clears them, so the model takes
+        footage as it comes. They are kept in the checkpoint (:meth:`on_save_checkpoint`) and written into the
+        export's metadata, from which ``anomalib-vadproto score`` subsamples and crops new recordings alike.
+        """
+        datamodule = getattr(self.trainer, "datamodule", None)
+        options = getattr(datamodule, "camera_options", None)
+        self.camera_options = check_camera_options(options() if callable(options) else None)
+        if self.camera_options is not None:
+            logger.info(
+                "%s: the export will carry the camera options of %s: %s.",
+                type(self).__name__,
+                type(datamodule).__name__,
+                ", ".join(f"{key} {value}" for key, value in self.camera_options.items() if value is not None),
+            )
 
     def on_fit_end(self) -> None:
         """Remember that the model was fitted in this process (see :meth:`on_test_start`).

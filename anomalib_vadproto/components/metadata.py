@@ -8,6 +8,12 @@ Lightning module, from which the same record is built directly.
 The export (:mod:`anomalib_vadproto.components.export`) writes the record and the deployment back-ends
 (:mod:`anomalib_vadproto.deploy`) read it; both import it from here, so the model side never imports
 the deployment side. This module imports nothing heavy (no torch, no OpenVINO).
+
+**Camera options.** A model trained on :class:`~anomalib_vadproto.VideoFolder` with ``fps`` or ``roi``
+records them (:func:`check_camera_options`; ``folder_fps`` with ``fps``) and ``anomalib-vadproto score`` applies
+them to new footage. A record that holds them has format version 2, so that an older reader, which would
+ignore them and score the uncropped, full-rate footage, refuses it ("upgrade"); a record without them
+stays version 1, as before. Version-1 records load unchanged, without camera options.
 """
 
 from __future__ import annotations
@@ -19,7 +25,62 @@ from typing import Any
 
 METADATA_KEY = "anomalib_vadproto"
 """Key of the JSON record in ONNX ``metadata_props`` and in OpenVINO ``rt_info["framework"]``."""
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest format version this reader reads (and writes for a record with camera options)."""
+#: The first format version with camera options (``fps``, ``folder_fps``, ``roi``); records without them are version 1.
+CAMERA_OPTIONS_VERSION = 2
+_CAMERA_KEYS = ("fps", "folder_fps", "roi")
+#: What a record without ``folder_fps`` assumes for frame folders (``VideoFolder``'s default).
+DEFAULT_FOLDER_FPS = 25.0
+
+
+def _rate(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < float(value) < 10_000:
+        msg = f"{name} must be a positive frame rate (frames per second) or null, got {value!r}."
+        raise ValueError(msg)
+    return float(value)
+
+
+def _roi(value: Sequence[int] | None) -> tuple[int, int, int, int] | None:
+    if value is None:
+        return None
+    roi = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+    good = len(roi) == 4 and all(isinstance(v, int) and not isinstance(v, bool) for v in roi)
+    if not good or min(roi[:2]) < 0 or min(roi[2:]) < 1:
+        msg = f"roi must be [x, y, w, h] in the recording's pixels (x, y >= 0; w, h >= 1) or null, got {value!r}."
+        raise ValueError(msg)
+    return roi  # type: ignore[return-value]
+
+
+def check_camera_options(options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Check and keep the camera options a deployed model must apply: ``fps``, ``roi`` and ``folder_fps``.
+
+    Args:
+        options: A datamodule's camera options (``VideoFolder.camera_options()``), or ``None``; other keys
+            are ignored.
+
+    Returns:
+        ``{"fps": float | None, "roi": [x, y, w, h] | None, "folder_fps": float | None}`` (``folder_fps`` only
+        with ``fps``), or ``None`` when neither ``fps`` nor ``roi`` is set: the model then takes footage as it
+        comes.
+
+    Raises:
+        ValueError: For a rate that is not positive or a ``roi`` that is not four integers.
+
+    """
+    if not options:
+        return None
+    fps, roi = _rate("fps", options.get("fps")), _roi(options.get("roi"))
+    if fps is None and roi is None:
+        return None
+    folder_fps = _rate("folder_fps", options.get("folder_fps")) if fps is not None else None
+    return {
+        "fps": fps,
+        "roi": None if roi is None else list(roi),
+        "folder_fps": (folder_fps or DEFAULT_FOLDER_FPS) if fps is not None else None,
+    }
 
 
 def _size(value: Sequence[int] | None) -> tuple[int, int] | None:
@@ -53,7 +114,14 @@ class ModelMetadata:
         image_max: Upper bound, as above.
         image_threshold: Raw threshold of the post-processor; it maps to 0.5 in the normalised
             ``pred_score`` the graph returns.
-        version: Format version of this record.
+        fps: Camera option: the frame rate the model was trained at (``VideoFolder``'s ``fps``): new
+            footage is subsampled to it by timestamps. ``None``: every frame.
+        folder_fps: Camera option: the frame rate of frame folders, which carry no timestamps (set with
+            ``fps`` only; 25 when a record with ``fps`` lacks it).
+        roi: Camera option: the region ``(x, y, w, h)`` of the recording the model was trained on, cropped
+            from each frame before the model's resize. ``None``: the whole frame.
+        version: Format version of this record; by default the lowest that holds it: 1, or
+            :data:`CAMERA_OPTIONS_VERSION` with camera options.
 
     """
 
@@ -70,9 +138,18 @@ class ModelMetadata:
     image_min: float | None = None
     image_max: float | None = None
     image_threshold: float | None = None
-    version: int = FORMAT_VERSION
+    fps: float | None = None
+    folder_fps: float | None = None
+    roi: tuple[int, int, int, int] | None = None
+    version: int | None = None
 
     def __post_init__(self) -> None:
+        camera = check_camera_options({"fps": self.fps, "roi": self.roi, "folder_fps": self.folder_fps}) or {}
+        object.__setattr__(self, "fps", camera.get("fps"))
+        object.__setattr__(self, "folder_fps", camera.get("folder_fps"))
+        object.__setattr__(self, "roi", None if camera.get("roi") is None else tuple(camera["roi"]))
+        needed = CAMERA_OPTIONS_VERSION if camera else 1
+        object.__setattr__(self, "version", max(int(self.version or needed), needed))
         if int(self.clip_length) < 1:
             msg = f"clip_length must be at least 1, got {self.clip_length!r}."
             raise ValueError(msg)
@@ -87,13 +164,19 @@ class ModelMetadata:
             raise ValueError(msg)
 
     @property
+    def camera_options(self) -> dict[str, Any] | None:
+        """Camera options to apply to new footage (:func:`check_camera_options`); ``None`` when there are none."""
+        return check_camera_options({"fps": self.fps, "roi": self.roi, "folder_fps": self.folder_fps})
+
+    @property
     def cue_outputs(self) -> tuple[str, ...]:
         """Graph output names of the weighted cues (``cue_<name>``), sorted by cue name."""
         return tuple(f"cue_{name}" for name in sorted(self.cue_weights))
 
     def to_json(self) -> str:
-        """Serialise to a compact JSON string."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """Serialise to a compact JSON string (camera options only where set: a record without them reads as before)."""
+        record = {key: value for key, value in asdict(self).items() if value is not None or key not in _CAMERA_KEYS}
+        return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ModelMetadata:
@@ -112,7 +195,7 @@ class ModelMetadata:
         if not isinstance(record, dict):
             msg = f"The model's {METADATA_KEY} metadata must be a JSON object, got {type(record).__name__}."
             raise ValueError(msg)
-        if int(record.get("version", FORMAT_VERSION)) > FORMAT_VERSION:
+        if int(record.get("version") or 1) > FORMAT_VERSION:
             msg = (
                 f"The model's metadata has format version {record['version']}; this anomalib-vadproto reads up to"
                 f" {FORMAT_VERSION}. Upgrade anomalib-vadproto."

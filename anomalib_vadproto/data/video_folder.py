@@ -49,6 +49,10 @@ masks):
 * ``image_size``: resize the (cropped) frames to ``[height, width]`` (bilinear, antialiased; masks
   nearest), so the frame cache stays small. The model resizes again to its own ``image_size``.
 
+A model trained on a ``VideoFolder`` keeps its ``fps`` (with ``folder_fps``) and ``roi``
+(:meth:`VideoFolder.camera_options`) in its checkpoint and its export, and ``anomalib-vadproto score``
+applies them to new footage (the same frames kept, the same crop; :mod:`~anomalib_vadproto.data.camera_options`).
+
 Every video must come out in one frame size: videos of different sizes need ``image_size`` (or a
 ``roi``, which has one size), else setup stops naming two of the sizes.
 
@@ -96,6 +100,13 @@ from anomalib.data.utils.video import ClipsIndexer
 from torchvision.transforms.v2 import InterpolationMode, Transform
 from torchvision.transforms.v2.functional import resize
 
+from anomalib_vadproto.data.camera_options import (
+    folder_frame_times,
+    keep_frames,
+    roi_fits,
+    roi_slices,
+    video_frame_times,
+)
 from anomalib_vadproto.data.clips import (
     ClipReaderMixin,
     enum_arguments,
@@ -129,7 +140,6 @@ NOT_VIDEO_SUFFIXES = (".txt", ".csv", ".json", ".md", ".npy", ".npz", ".mat", ".
 #: Lossy image formats: their masks are thresholded at 128 instead of 0.
 _LOSSY = (".jpg", ".jpeg")
 _HOW = "For an example of the layout: python -m anomalib_vadproto.data.synthetic_video video_folder <root>."
-_SLOT_TOLERANCE = Fraction(1, 1_000_000)
 _RANGE = re.compile(r"^(\d+)(?:\s*[-,;\s]\s*(\d+))?$")
 
 
@@ -207,41 +217,6 @@ def _probe(path: str) -> tuple[Fraction | None, tuple[int, int]]:
         raise DatasetLayoutError(msg) from exc
 
 
-def keep_frames(times: Sequence[float | Fraction], fps: float | None) -> tuple[int, ...]:
-    """Return the frames kept to subsample a video to ``fps``: the first frame of every ``1/fps`` seconds.
-
-    Args:
-        times: Each frame's time in seconds, in display order (any origin).
-        fps: Target frame rate; ``None`` keeps every frame.
-
-    Returns:
-        tuple[int, ...]: Ascending frame indices; frame 0 is always kept. A 30 fps video at
-        ``fps=10`` keeps 0, 3, 6, ...; at or above the video's own rate every frame is kept.
-
-    """
-    if fps is None or not times:
-        return tuple(range(len(times)))
-    rate = Fraction(fps).limit_denominator(1_000_000)
-    start = Fraction(times[0])
-    kept, last_slot = [], None
-    for i, time in enumerate(times):
-        # Exact arithmetic (timestamps are fractions of the stream's time base); the millionth of a slot
-        # forgives times given as floats (9 / 30 s is a hair below 0.3 s).
-        slot = int(((Fraction(time) - start) * rate + _SLOT_TOLERANCE) // 1)
-        if slot != last_slot:
-            kept.append(i)
-            last_slot = slot
-    return tuple(kept)
-
-
-def _frame_times(index: VideoIndex, time_base: Fraction | None, fallback_fps: float) -> list[Fraction]:
-    """Each frame's time in seconds: its timestamp, else its number over the container's (or the fallback) rate."""
-    if index.pts is not None and time_base is not None:
-        return [pts * time_base for pts in index.pts]
-    rate = Fraction(index.fps or fallback_fps).limit_denominator(1_000_000)
-    return [Fraction(i) / rate for i in range(index.num_frames)]
-
-
 def _is_video_candidate(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() not in NOT_VIDEO_SUFFIXES
 
@@ -284,7 +259,7 @@ def scan_video_folder(folder: Path, what: str, fps: float | None = None, folder_
 
             with Image.open(files[0]) as image:
                 width, height = image.size
-            times = [Fraction(i) / Fraction(folder_fps).limit_denominator(1_000_000) for i in range(len(files))]
+            times = folder_frame_times(len(files), folder_fps)
             sources.append(
                 VideoSource(
                     path=str(path),
@@ -309,7 +284,7 @@ def scan_video_folder(folder: Path, what: str, fps: float | None = None, folder_
                     index=index,
                     num_frames=index.num_frames,
                     size=size,
-                    kept=keep_frames(_frame_times(index, time_base, folder_fps), fps),
+                    kept=keep_frames(video_frame_times(index, time_base, folder_fps), fps),
                 )
             )
     if not sources:
@@ -552,8 +527,8 @@ class FrameTransform:
     def _crop(self, frames: torch.Tensor) -> torch.Tensor:
         if self.roi is None:
             return frames
-        x, y, w, h = self.roi
-        return frames[..., y : y + h, x : x + w]
+        rows, columns = roi_slices(self.roi)
+        return frames[..., rows, columns]
 
     def frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Transform ``uint8`` frames ``(N, C, H, W)`` (3 RGB or 1 grey channels) into stored frames."""
@@ -935,6 +910,20 @@ class VideoFolder(HeldOutVideosMixin, DeviceClipsMixin, AnomalibVideoDataModule)
         #: Whether the last setup found ground truth for the test videos (``False``: prediction only).
         self.has_ground_truth: bool | None = None
 
+    def camera_options(self) -> dict[str, Any]:
+        """Return the options that deployment must apply to new footage, as training applies them to these videos.
+
+        The models read them at the start of a fit, keep them in their checkpoint and write them into their
+        export's metadata; ``anomalib-vadproto score`` then subsamples and crops new recordings alike.
+
+        Returns:
+            dict[str, Any]: ``fps`` (``None``: every frame), ``roi`` (``[x, y, w, h]`` or ``None``) and
+            ``folder_fps`` (the frame rate of frame folders, which carry no timestamps).
+
+        """
+        roi = self.transform.roi
+        return {"fps": self.fps, "roi": None if roi is None else list(roi), "folder_fps": self.folder_fps}
+
     def prepare_data(self) -> None:
         """Check that the folders exist and hold videos (nothing is downloaded)."""
         if not self.root.is_dir():
@@ -950,7 +939,7 @@ class VideoFolder(HeldOutVideosMixin, DeviceClipsMixin, AnomalibVideoDataModule)
         if roi is not None:
             x, y, w, h = roi
             for source in sources:
-                if x + w > source.size[1] or y + h > source.size[0]:
+                if not roi_fits(roi, source.size):
                     msg = (
                         f"roi [x={x}, y={y}, w={w}, h={h}] reaches beyond {source.path}, which is"
                         f" {source.size[1]}x{source.size[0]} (width x height)"

@@ -1,7 +1,7 @@
 """Deployment of exported video models: frame sources, clip-buffer inference, score normalisation.
 
 * :func:`open_source` reads video files, frame folders, stream URLs and cameras (PyAV) as RGB frames
-  (:mod:`.video_io`).
+  (:mod:`.video_io`); :class:`CameraSource` applies the camera options an export carries (``fps``, ``roi``).
 * :func:`load_clip_model` (:mod:`.loader`) loads an OpenVINO IR / ONNX file (:class:`OpenVINOClipModel`,
   :mod:`.openvino`) or anomalib's torch export (:class:`TorchClipModel`, :mod:`.torch_backend`); each
   is a :class:`ClipModel` (:mod:`.clip_model`) and carries its :class:`ModelMetadata` (clip length,
@@ -32,12 +32,23 @@ from .normalization import (
 from .openvino import OpenVINOClipModel, openvino_core
 from .scoring import ScoreResult, SourceFailure, score_source
 from .torch_backend import TorchClipModel
-from .video_io import Frame, FrameFolderSource, VideoReadError, VideoSource, VideoWriter, open_source
+from .video_io import (
+    CameraOptions,
+    CameraSource,
+    Frame,
+    FrameFolderSource,
+    VideoReadError,
+    VideoSource,
+    VideoWriter,
+    open_source,
+)
 from .writers import OutputExistsError, write_outputs
 
 __all__ = [
     "METADATA_KEY",
     "NORMALIZATIONS",
+    "CameraOptions",
+    "CameraSource",
     "ClipBuffer",
     "ClipInferencer",
     "ClipModel",

@@ -9,6 +9,11 @@ all files renamed into place together).
     anomalib-vadproto score model.xml video.mp4 --output out/ --normalization offline --overlay
     anomalib-vadproto score model.xml rtsp://camera/stream --normalization running --max-frames 1000
 
+A model trained with camera options (``VideoFolder``'s ``fps``, ``roi``) has them in its export: the source
+is subsampled and cropped as in training, ``scores.csv`` names each row's frame in the recording, and
+``--labels`` (one per recorded frame) are taken at the frames kept. ``--no-camera-options`` scores footage
+that was already subsampled and cropped as it is.
+
 Labels of the wrong length fail before scoring when the source's length is known (files, folders).
 A source that breaks off with a read error after some frames (a stream that drops, a damaged frame)
 gets the frames read so far scored and written, the error says where it stopped, and the command
@@ -151,9 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="0/1 per frame (.npy or text): curve shading, AUC; checked against the frame count before scoring"
-        " when the source's length is known (files, frame folders)",
+        " when the source's length is known (files, frame folders); one per recorded frame, taken at the frames"
+        " kept when the model's export subsamples (fps)",
     )
-    parser.add_argument("--fps", type=float, default=None, help="frame rate of a frame folder (default: 25)")
+    parser.add_argument(
+        "--no-camera-options",
+        action="store_true",
+        help="do not apply the camera options the model was trained with (VideoFolder's fps and roi, carried by"
+        " the export): score every frame of the input whole, for footage already subsampled and cropped",
+    )
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frame rate of a frame folder (default: 25, or the training folder_fps of a model trained with fps)",
+    )
     parser.add_argument(
         "--input-format", default=None, help="FFmpeg input format for cameras: v4l2, avfoundation, dshow"
     )
@@ -202,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_frames=args.max_frames,
             resize=not args.no_resize,
             progress=not args.no_progress,
+            camera_options=not args.no_camera_options,
         )
         paths = write_outputs(
             result, output, labels=labels, model_path=str(args.model), overlay=overlay, overwrite=args.overwrite
@@ -226,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"Scored {int(result.scored.sum())} of {len(result.score)} frames of {result.source} with"
         f" {result.metadata.model} ({result.normalization} normalisation, {result.frames_per_second:.1f} frames/s)"
-        + (f"; highest score {result.score[peak]:.3f} at frame {peak}" if peak is not None else "")
+        + (f"; highest score {result.score[peak]:.3f} at frame {result.frames[peak]}" if peak is not None else "")
         + f". Wrote {written} to {output}."
     )
     if result.failure is not None:

@@ -6,6 +6,11 @@ for live sources), and each scored frame's raw cues are fused into a score by th
 normaliser (:mod:`.normalization`). :func:`score_source` returns a :class:`ScoreResult`;
 :mod:`.writers` writes it to a folder and ``anomalib-vadproto score`` (:mod:`.score`) runs both.
 
+A model trained with camera options (``VideoFolder``'s ``fps`` and ``roi``, carried by its export) gets
+each source subsampled and cropped as in training (:class:`~.video_io.CameraSource`) unless
+``camera_options=False``; every per-frame result then names its frame in the recording
+(:attr:`ScoreResult.frames`).
+
 A source that breaks off with a read error after some frames (a stream that drops, a damaged frame)
 keeps the frames read so far: they are scored, and :attr:`ScoreResult.failure` says where the source
 stopped. A file that decodes clearly fewer frames than its header announces (a file cut short) is
@@ -33,7 +38,15 @@ from .inferencer import ClipInferencer
 from .loader import load_clip_model
 from .normalization import make_normalizer
 from .overlay import render_overlay
-from .video_io import FrameFolderSource, VideoReadError, VideoSource, VideoWriter, open_source
+from .video_io import (
+    CameraOptions,
+    CameraSource,
+    FrameFolderSource,
+    VideoReadError,
+    VideoSource,
+    VideoWriter,
+    open_source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +90,18 @@ class ScoreResult:
         pred_score: anomalib's ``pred_score`` per frame (normalised with the validation bounds).
         pred_label: anomalib's ``pred_label`` per frame (1 = anomalous at the validation threshold).
         score: Fused, normalised anomaly score per frame.
-        fps: The source's frame rate, if known.
+        fps: The frame rate of the frames scored (the export's ``fps`` when it subsampled a faster
+            recording), if known.
         seconds: Wall time of decoding, buffering, inference and normalisation (and of the overlay when a
             causal normaliser writes it on the fly; no other output).
         batch_size: Clips per model call.
         failure: Where the source broke off with a read error, if it did (the results cover the frames
             read before it).
         extra: Further facts: the overlay ``threshold`` and ``warnings`` (e.g. a file that ended early).
+        source_frames: Each row's frame index in the recording (``None``: ``0 .. N - 1``); with the
+            export's ``fps`` applied, the recorded frames kept (``0, 3, 6, ...`` for 30 fps at 10).
+        camera_options: The export's camera options and whether they were applied (``applied``), or
+            ``None`` when the export has none.
 
     """
 
@@ -100,11 +118,15 @@ class ScoreResult:
     batch_size: int = 1
     failure: SourceFailure | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    source_frames: np.ndarray | None = None
+    camera_options: dict[str, Any] | None = None
 
     @property
     def frames(self) -> np.ndarray:
-        """Frame indices ``0 .. N - 1``."""
-        return np.arange(len(self.score))
+        """Each row's frame index in the recording: ``0 .. N - 1``, or the frames kept by the export's ``fps``."""
+        if self.source_frames is None:
+            return np.arange(len(self.score))
+        return np.asarray(self.source_frames, dtype=np.int64)
 
     @property
     def scored(self) -> np.ndarray:
@@ -138,9 +160,44 @@ def temporary_path(path: str | Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}")
 
 
+def _apply_camera_options(
+    src: FrameFolderSource | VideoSource | CameraSource, options: CameraOptions | None, apply: bool
+) -> tuple[FrameFolderSource | VideoSource | CameraSource, dict[str, Any] | None]:
+    """Wrap ``src`` in the export's camera options (when it has any and ``apply``); log one line saying what."""
+    if isinstance(src, CameraSource):  # already seen through options (the caller's own)
+        return src, {**src.options.as_dict(), "applied": True}
+    if options is None:
+        return src, None
+    record = {**options.as_dict(), "applied": bool(apply)}
+    if not apply:
+        logger.info(
+            "%s: the model's camera options (%s) are not applied (--no-camera-options): every frame is scored whole.",
+            src.name,
+            options.describe(),
+        )
+        return src, record
+    camera = CameraSource(src, options)
+    kept = f"; {camera.num_frames} of its {camera.recorded_frames} frames kept" if camera.kept is not None else ""
+    logger.info(
+        "%s: applying the model's camera options from training: %s%s (--no-camera-options scores the input as it is).",
+        src.name,
+        options.describe(),
+        kept,
+    )
+    return camera, record
+
+
+def _expected_frames(src: FrameFolderSource | VideoSource | CameraSource, max_frames: int | None) -> int | None:
+    """Frames the source will yield before ``max_frames`` recorded frames (for the progress bar), if known."""
+    kept = getattr(src, "kept", None)
+    if kept is not None and max_frames is not None:
+        return sum(1 for frame in kept if frame < max_frames)
+    return min(filter(None, (src.num_frames, max_frames)), default=None)
+
+
 def score_source(
     model: ClipModel | str | Path,
-    source: str | Path | FrameFolderSource | VideoSource,
+    source: str | Path | FrameFolderSource | VideoSource | CameraSource,
     normalization: str | None = None,
     batch_size: int = 8,
     overlay: str | Path | None = None,
@@ -155,6 +212,7 @@ def score_source(
     options: Mapping[str, str] | None = None,
     resize: bool = True,
     progress: bool = False,
+    camera_options: bool = True,
 ) -> ScoreResult:
     """Score every frame of a source with an exported model.
 
@@ -174,12 +232,15 @@ def score_source(
         threshold: Score from which overlay frames are flagged (default: 0.5 for ``validation``).
         warmup: Frames without a score at the start of the streaming normalisers.
         window: Frames that set the ``running`` bounds (``None``: all frames so far).
-        max_frames: Stop after this many frames (streams).
+        max_frames: Stop after this many frames of the source (recorded frames, before the export's ``fps``).
         fps: Frame rate of a frame folder (timestamps, overlay).
         input_format: FFmpeg input format for devices (``v4l2``, ``avfoundation``, ``dshow``).
         options: FFmpeg options for streams and devices.
         resize: Resize frames to the model's input size when they differ (else raise).
         progress: Show a progress bar.
+        camera_options: Apply the camera options the model's export carries (``fps``: the frames kept by
+            timestamps as in training; ``roi``: each frame cropped before the model's resize); ``False``
+            scores every frame whole (footage already subsampled and cropped). Without options: no effect.
 
     Returns:
         The per-frame results.
@@ -192,10 +253,11 @@ def score_source(
 
     """
     clip_model = load_clip_model(model, device, precision) if isinstance(model, (str, Path)) else model
-    src = source if isinstance(source, (FrameFolderSource, VideoSource)) else None
+    src = source if isinstance(source, (FrameFolderSource, VideoSource, CameraSource)) else None
     if src is None:
         src = open_source(source, fps=fps, input_format=input_format, options=options)
     meta = clip_model.metadata
+    src, camera_record = _apply_camera_options(src, CameraOptions.of(meta), camera_options)
     normalization = normalization or ("running" if src.live else "offline")
     normalizer = make_normalizer(normalization, meta, warmup=warmup, window=window)
     if src.live and not normalizer.causal:
@@ -216,6 +278,7 @@ def score_source(
     stored_maps: list[np.ndarray | None] = []
 
     times: list[float] = []
+    indices: list[int] = []  # each frame's index in the recording
     rows: dict[str, list[float]] = {name: [] for name in ("pred_score", "pred_label", "score", *cue_names)}
     failures: list[SourceFailure] = []
     normalizer.reset()
@@ -226,6 +289,7 @@ def score_source(
                 if max_frames is not None and frame.index >= max_frames:
                     break
                 times.append(math.nan if frame.time is None else frame.time)
+                indices.append(frame.index)
                 yield frame.image
         except VideoReadError as error:  # keep what was read: the inferencer scores the frames buffered so far
             failures.append(SourceFailure(len(times), times[-1] if times else None, str(error)))
@@ -233,7 +297,7 @@ def score_source(
 
     from tqdm.auto import tqdm
 
-    total = min(filter(None, (src.num_frames, max_frames)), default=None)
+    total = _expected_frames(src, max_frames)
     bar = tqdm(total=total, unit="frame", desc=str(src.name), disable=None if progress else True, leave=False)
     try:
         writer = VideoWriter(partial_overlay, fps=src.fps or 25) if in_loop_overlay else None
@@ -253,7 +317,8 @@ def score_source(
                 rows["score"].append(float(score))
                 anomaly_map = out.get("anomaly_map")
                 if writer is not None:
-                    writer.write(render_overlay(result.image, anomaly_map, score, f"frame {result.index}", threshold))
+                    label = f"frame {indices[result.index]}"
+                    writer.write(render_overlay(result.image, anomaly_map, score, label, threshold))
                 elif overlay is not None:
                     stored_maps.append(
                         None if anomaly_map is None else np.round(np.clip(anomaly_map, 0, 1) * 255).astype(np.uint8)
@@ -269,9 +334,10 @@ def score_source(
         failure = failures[0] if failures else None
         count = len(rows["score"])
         if count < meta.clip_length:
+            kept = " kept by the model's fps" if isinstance(src, CameraSource) and src.options.fps else ""
             msg = (
-                f"{src.name} has {count} frame(s); the model ({meta.model}) scores clips of {meta.clip_length} frames,"
-                " so nothing was scored" + (f" ({failure.describe()})." if failure else ".")
+                f"{src.name} has {count} frame(s){kept}; the model ({meta.model}) scores clips of"
+                f" {meta.clip_length} frames, so nothing was scored" + (f" ({failure.describe()})." if failure else ".")
             )
             raise ValueError(msg)
         arrays = {name: np.asarray(values, dtype=np.float64) for name, values in rows.items()}
@@ -296,15 +362,20 @@ def score_source(
             batch_size=batch_size,
             failure=failure,
             extra={"threshold": threshold, "warnings": [ended_early] if ended_early else []},
+            source_frames=np.asarray(indices[:count], dtype=np.int64),
+            camera_options=camera_record,
         )
         if overlay is not None and writer is None:  # offline scores exist only now: a second pass over the source
-            again = open_source(src.path, fps=float(src.fps) if src.fps else None)
+            if isinstance(src, CameraSource):
+                again = src.reopen()
+            else:
+                again = open_source(src.path, fps=float(src.fps) if src.fps else None)
             with VideoWriter(partial_overlay, fps=again.fps or 25) as second:
                 # the stored maps first: the pass stops after the frames scored, before a frame that failed
-                for heat, frame in zip(stored_maps, again, strict=False):
+                for row, (heat, frame) in enumerate(zip(stored_maps, again, strict=False)):
                     heat_map = None if heat is None else heat.astype(np.float32) / 255
                     label = f"frame {frame.index}"
-                    second.write(render_overlay(frame.image, heat_map, result.score[frame.index], label, threshold))
+                    second.write(render_overlay(frame.image, heat_map, result.score[row], label, threshold))
         if partial_overlay is not None:
             os.replace(partial_overlay, overlay)
     except BaseException:

@@ -7,6 +7,11 @@ grey video stored as full-range ``yuvj420p`` (the shared UCSD Ped2 mp4 files), t
 exactly the Y plane repeated in three channels, so a video and its frames as ``.tif`` files give the
 same arrays.
 
+A model trained on :class:`~anomalib_vadproto.VideoFolder` with ``fps`` or ``roi`` carries them in its
+export (:class:`CameraOptions`); :class:`CameraSource` applies them to any of these sources with
+VideoFolder's own functions (:mod:`anomalib_vadproto.data.camera_options`): the same frames kept by
+timestamps, each cropped to the region, and every frame keeping its index in the recording.
+
 Example:
     >>> source = open_source("Test004.mp4")  # doctest: +SKIP
     >>> for frame in source:  # doctest: +SKIP
@@ -26,9 +31,26 @@ from pathlib import Path
 
 import numpy as np
 
-from anomalib_vadproto.data.video_io import VideoReadError
+from anomalib_vadproto.data.camera_options import (
+    FrameRateSampler,
+    folder_frame_times,
+    keep_frames,
+    roi_fits,
+    roi_slices,
+    video_frame_times,
+)
+from anomalib_vadproto.data.video_io import VideoReadError, index_video
 
-__all__ = ["Frame", "FrameFolderSource", "VideoReadError", "VideoSource", "VideoWriter", "open_source"]
+__all__ = [
+    "CameraOptions",
+    "CameraSource",
+    "Frame",
+    "FrameFolderSource",
+    "VideoReadError",
+    "VideoSource",
+    "VideoWriter",
+    "open_source",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -274,6 +296,151 @@ def open_source(
     if input_format is None and Path(str(source)).is_dir():
         return FrameFolderSource(source, fps=fps)
     return VideoSource(source, input_format=input_format, options=options)
+
+
+@dataclass(frozen=True)
+class CameraOptions:
+    """The camera options an export carries: what training did to each recording before the model saw it.
+
+    Attributes:
+        fps: Keep the first frame of every ``1/fps`` seconds, by the frames' timestamps (``None``: every frame).
+        roi: Crop each frame to ``(x, y, w, h)`` in the recording's pixels (``None``: the whole frame).
+        folder_fps: Frame rate of frame folders (they carry no timestamps), unless the source states one; also
+            the rate of a video file without timestamps or a stated rate, as in training.
+
+    """
+
+    fps: float | None = None
+    roi: tuple[int, int, int, int] | None = None
+    folder_fps: float = 25.0
+
+    @classmethod
+    def of(cls, metadata: object) -> CameraOptions | None:
+        """Return the camera options of a model's metadata (a ``ModelMetadata``), or ``None`` when it has none."""
+        options = getattr(metadata, "camera_options", None)
+        if not options:
+            return None
+        roi = options.get("roi")
+        return cls(
+            fps=options.get("fps"),
+            roi=None if roi is None else tuple(int(v) for v in roi),
+            folder_fps=float(options.get("folder_fps") or 25.0),
+        )
+
+    def describe(self) -> str:
+        """One phrase: what is applied (``fps 10 (...), roi [x=0, y=8, w=64, h=40]``)."""
+        parts = []
+        if self.fps is not None:
+            parts.append(f"fps {self.fps:g} (the first frame of every 1/{self.fps:g} s, by timestamps)")
+        if self.roi is not None:
+            x, y, w, h = self.roi
+            parts.append(f"roi [x={x}, y={y}, w={w}, h={h}] (a {w}x{h} crop)")
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict[str, object]:
+        """``{"fps", "roi", "folder_fps"}`` for JSON (``roi`` as a list)."""
+        return {
+            "fps": self.fps,
+            "roi": None if self.roi is None else list(self.roi),
+            "folder_fps": self.folder_fps if self.fps is not None else None,
+        }
+
+
+class CameraSource:
+    """A source seen through an export's camera options: frames kept at ``fps`` by timestamps, cropped to ``roi``.
+
+    The frames kept are those :class:`~anomalib_vadproto.VideoFolder` keeps of the same recording: for a
+    video file they are chosen ahead from its packets' timestamps (:func:`~anomalib_vadproto.data.video_io.index_video`,
+    nothing decoded), for a frame folder from its rate (the source's ``fps``, else ``folder_fps``), and for a
+    live source frame by frame from the decoded timestamps. Each yielded :class:`Frame` keeps its
+    ``index`` in the recording, so per-frame outputs name the recorded frames.
+
+    Args:
+        source: An opened frame folder, video file, stream or camera.
+        options: The camera options to apply.
+
+    Attributes:
+        kept: The recorded frames kept, ascending, when known ahead (files and folders with ``fps``), else
+            ``None`` (every frame, or decided frame by frame for a live source).
+        num_frames: Frames this source yields, when known.
+        recorded_frames: Frames of the recording (the source's own ``num_frames``).
+        fps: The rate of the frames yielded (``fps`` when the recording is faster), if known.
+
+    """
+
+    def __init__(self, source: FrameFolderSource | VideoSource, options: CameraOptions) -> None:
+        self.source, self.options = source, options
+        self.live = source.live
+        self.name = source.name
+        self.path = source.path
+        self.recorded_frames = source.num_frames
+        own = float(source.fps) if source.fps else None
+        is_folder = isinstance(source, FrameFolderSource)
+        #: The rate of the recording's frames used to choose them (a folder's: the source's own, else folder_fps).
+        self.recorded_fps = (own or options.folder_fps) if is_folder else own
+        self.kept = self._kept_ahead()
+        if self.kept is not None:
+            self.num_frames: int | None = len(self.kept)
+        else:
+            self.num_frames = None if options.fps is not None else source.num_frames
+        rates = [rate for rate in (self.recorded_fps, options.fps) if rate]
+        self.fps: float | None = min(rates) if options.fps is not None and rates else own
+
+    def _kept_ahead(self) -> tuple[int, ...] | None:
+        fps = self.options.fps
+        if fps is None or self.live:
+            return None
+        if isinstance(self.source, FrameFolderSource):
+            return keep_frames(folder_frame_times(len(self.source.files), self.recorded_fps), fps)
+        base = self.source.stream.time_base
+        index = index_video(self.source.path)
+        times = video_frame_times(index, Fraction(base) if base else None, self.options.folder_fps)
+        return keep_frames(times, fps)
+
+    @property
+    def ended_early(self) -> str | None:
+        """The source's note when a file ended clearly before the frames its header announces."""
+        return getattr(self.source, "ended_early", None)
+
+    def _crop(self, image: np.ndarray) -> np.ndarray:
+        roi = self.options.roi
+        if roi is None:
+            return image
+        if not roi_fits(roi, image.shape[:2]):
+            x, y, w, h = roi
+            msg = (
+                f"The model's roi [x={x}, y={y}, w={w}, h={h}] (from its training camera) reaches beyond {self.name},"
+                f" whose frames are {image.shape[1]}x{image.shape[0]} (width x height): score footage of the camera"
+                " it was trained on, or pass --no-camera-options for footage that is already cropped."
+            )
+            raise ValueError(msg)
+        rows, columns = roi_slices(roi)
+        return np.ascontiguousarray(image[rows, columns])
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Yield the kept frames, cropped, each with its index and time in the recording."""
+        kept = None if self.kept is None else set(self.kept)
+        sampler = FrameRateSampler(self.options.fps) if kept is None and self.options.fps is not None else None
+        rate = Fraction(self.recorded_fps or self.options.folder_fps).limit_denominator(1_000_000)
+        for frame in self.source:
+            if kept is not None and frame.index not in kept:
+                continue
+            if sampler is not None:
+                time = Fraction(frame.time) if frame.time is not None else frame.index / rate
+                if not sampler.keep(time):
+                    continue
+            yield Frame(frame.index, self._crop(frame.image), frame.time)
+
+    def reopen(self) -> CameraSource:
+        """Open the same recording again with the same options (a second pass over a file or folder)."""
+        fps = float(self.source.fps) if isinstance(self.source, FrameFolderSource) and self.source.fps else None
+        return CameraSource(open_source(self.path, fps=fps), self.options)
+
+    def close(self) -> None:
+        """Close the underlying source."""
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
 
 
 class VideoWriter:

@@ -109,7 +109,9 @@ def write_outputs(
     Args:
         result: The per-frame results.
         output_dir: Folder (created).
-        labels: Optional 0/1 ground truth per frame: shaded in the curve; the JSON gets the AUC.
+        labels: Optional 0/1 ground truth per frame of the recording: shaded in the curve; the JSON gets the
+            AUC. Where the export's ``fps`` kept some frames, the labels of those frames are used
+            (:attr:`~.scoring.ScoreResult.frames`).
         model_path: Recorded in the JSON.
         overlay: An overlay video written for this result (e.g. by :func:`~.scoring.score_source` to a
             :func:`~.scoring.temporary_path` in ``output_dir``); it is moved in as ``overlay.mp4`` with the
@@ -122,7 +124,7 @@ def write_outputs(
 
     Raises:
         OutputExistsError: If the folder holds score outputs and ``overwrite`` is off.
-        ValueError: If ``labels`` is shorter than the scored frames.
+        ValueError: If ``labels`` do not reach the last frame scored.
 
     """
     output_dir = Path(output_dir)
@@ -176,10 +178,12 @@ def _write_staged(
     valid = np.isfinite(result.score)
     auc = None
     if labels is not None:
-        if len(labels) < len(result.score):
-            msg = f"the labels cover {len(labels)} frames, the source has {len(result.score)}."
+        frames = result.frames  # the recorded frames of the rows (the kept ones with the export's fps)
+        reached = int(frames[-1]) + 1 if len(frames) else 0
+        if len(labels) < reached:
+            msg = f"the labels cover {len(labels)} frames, the source has {reached}."
             raise ValueError(msg)
-        labels = labels[: len(result.score)]
+        labels = np.asarray(labels)[frames]
         picked = labels[valid]
         if picked.min(initial=1) == 0 and picked.max(initial=0) == 1:
             from sklearn.metrics import roc_auc_score
@@ -204,6 +208,7 @@ def _write_staged(
         "threshold": result.extra.get("threshold"),
         "auc": auc,
         "source_failure": failure_record,
+        "camera_options": result.camera_options,
         "warnings": list(result.extra.get("warnings", [])),
         "rows": rows,
     }

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from anomalib_vadproto.data.synthetic_video import make_synthetic_video_folder
 from tests.conftest import REPO, TINY_MODEL_ARGS, run_cli
@@ -43,6 +44,9 @@ def test_train_a_tiny_model_on_a_video_folder(camera, tmp_path, data) -> None:
         assert 0.0 <= metric(proc.stdout, name) <= 1.0
     (checkpoint,) = tmp_path.rglob("model.ckpt")
     assert "Mnad/VideoFolder/camera" in checkpoint.as_posix()
+    # the camera options the export will carry (anomalib-vadproto score applies them): fps and roi only when set
+    camera = torch.load(checkpoint, map_location="cpu", weights_only=False).get("anomalib_vadproto_camera_options")
+    assert camera == ({"fps": 10.0, "roi": [0, 8, 64, 40], "folder_fps": 25.0} if "--data.fps" in data else None)
     curves = next(tmp_path.rglob("score_curves"))
     assert sorted(p.stem for p in curves.glob("*.png")) == ["test_01", "test_02", "test_03"]
 

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> Path:
     result.update(getattr(model, "run_summary", dict)())
     if hasattr(model.model, "spatial_encoder"):  # CDDA: how many channels of the appearance code are alive
         result["held_out_live_code_channels"] = live_code_channels(model, datamodule.val_dataloader())
-    if hasattr(model.model, "assignment_statistics"):  # DLAN-AC: its soft assignment on the held-out clips
+    if hasattr(model.model, "assignment_statistics") and getattr(model, "use_dlan", True):  # DLAN-AC with DLAN
         result["held_out_assignment"] = test_assignment_statistics(
             model, SimpleNamespace(test_dataloader=datamodule.val_dataloader)
         )

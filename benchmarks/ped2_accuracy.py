@@ -269,7 +269,8 @@ def main(argv: list[str] | None = None) -> Path:
         "test_seconds": round(test_seconds, 1),
     }
     accuracy.update(getattr(model, "run_summary", dict)())  # model-specific facts (e.g. DLAN-AC's M, stage times)
-    if hasattr(model.model, "assignment_statistics"):  # DLAN-AC: how its soft assignment uses the kept clusters
+    # DLAN-AC with its DLAN branch: how its soft assignment uses the kept clusters (none with use_dlan=False)
+    if hasattr(model.model, "assignment_statistics") and getattr(model, "use_dlan", True):
         accuracy["test_assignment"] = test_assignment_statistics(model, datamodule)
     if args.model in PAPER_FACTS:
         accuracy["paper"] = PAPER_FACTS[args.model]

@@ -685,3 +685,30 @@ def test_spatial_decoder_input_raw_decodes_the_code_before_normalisation() -> No
         torch.testing.assert_close(a.features[name], b.features[name])
     with pytest.raises(ValueError, match="spatial_decoder_input must be one of"):
         CddaModel(spatial_decoder_input="l2")
+
+
+@pytest.mark.parametrize("codes", ["train", "eval"])
+def test_kmeans_codes_choose_the_gathered_features_and_the_agreement_is_reported(codes) -> None:
+    model = Cdda(**TINY, kmeans_codes=codes)
+    model.model.train()
+    model._samples = {name: [] for name in model.model.clusters}
+    ae_opt, centre_opt = model.configure_optimizers()
+    x = clip(b=4)
+    with torch.no_grad():  # the weights the step reads, batch norm in eval mode
+        model.model.eval()
+        eval_features = model.model._forward(x).features
+        model.model.train()
+    model.optimisation_step(x, ae_opt, centre_opt)
+    for name, (vectors,) in model._samples.items():
+        expected = eval_features[name].flatten(2).transpose(1, 2).reshape(-1, vectors.shape[1])
+        # Rows in any order; 1e-2 allows for rounding (train- and eval-mode codes are 0.1 or more apart here).
+        gathered_from_eval = torch.cdist(vectors, expected).min(dim=1).values.max() < 1e-2
+        # Only the spatial encoder has batch norm: the motion codes are the same in both modes.
+        assert bool(gathered_from_eval) is (codes == "eval" or name == "motion")
+    assert model.model.training  # back in training mode
+    model.start_alternating()
+    # The two codes' mean cosine similarity: 1 without batch norm, below 1 with it.
+    assert model.kmeans_info["motion"]["train_eval_cosine"] == pytest.approx(1.0, abs=1e-4)
+    assert 0.0 < model.kmeans_info["appearance"]["train_eval_cosine"] < 0.99
+    with pytest.raises(ValueError, match="kmeans_codes must be one of"):
+        Cdda(**TINY, kmeans_codes="test")

@@ -61,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 CLUSTER_REDUCTIONS = ("mean", "sum")
 CENTRE_STEPS = ("centres", "centres_and_projection")
+#: Which codes k-means sees: the training step's (batch norm in training mode) or the clips encoded in eval mode.
+KMEANS_CODES = ("train", "eval")
 
 
 def cluster_loss(
@@ -174,6 +176,10 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
             paper does not say; 10 is scikit-learn's classic default and makes the centres depend less on
             one random seeding). Both lite clusterings of 50k vectors take about 10 s with 10, under 2 s with 1
             (``kmeans_seconds`` in the results of ``python -m benchmarks.ped2_accuracy --model cdda``).
+        kmeans_codes: Which codes k-means sees in the last pre-training epoch: ``"train"`` (the training
+            step's, batch norm in training mode, as the STD code) or ``"eval"`` (the same clips encoded again
+            in evaluation mode, as the score sees them). Either way the run records how far apart the two
+            are (``kmeans.<name>.train_eval_cosine``: their mean cosine similarity).
         lambda_cluster: ``λ_r`` of ``L_cluster`` in the AE step (not in the paper; STD factor 0.1).
         lambda_redundancy: ``λ`` of the redundancy ``‖CCᵀ − I‖_F`` in ``L_cluster`` (our 0.01; STD: 0).
         cluster_reduction: ``"mean"`` over locations and batch (default, scale-free across frame sizes) or
@@ -249,6 +255,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         kmeans_samples: int = 200_000,
         kmeans_max_iter: int = 100,
         kmeans_restarts: int = 10,
+        kmeans_codes: str = "train",
         lambda_cluster: float = 0.1,
         lambda_redundancy: float = 0.01,
         cluster_reduction: str = "mean",
@@ -302,6 +309,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         self.kmeans_samples = kmeans_samples
         self.kmeans_max_iter = kmeans_max_iter
         self.kmeans_restarts = kmeans_restarts
+        self.kmeans_codes = check_choice("kmeans_codes", kmeans_codes, KMEANS_CODES)
         self.lambda_cluster = lambda_cluster
         self.lambda_redundancy = lambda_redundancy
         self.cluster_reduction = cluster_reduction
@@ -332,6 +340,7 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         self.distance_history: dict[str, list[float]] = {}
         self._epoch_distance: dict[str, list[Tensor]] = {}
         self._samples: dict[str, list[Tensor]] = {}
+        self._code_agreement: dict[str, list[Tensor]] = {}  # train/eval code cosines of the gather window
         # The diagnostic cues ride along with weight 0: they leave the fused score unchanged and give each
         # their own protocol AUC (``ProtocolResult.cue_auc``).
         normal_cues = ("regularity", self.model.variant_cue) if diagnostic_cues else ("regularity",)
@@ -446,6 +455,11 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         samples = {name: distributed.all_gather_cat(torch.cat(chunks)).cpu() for name, chunks in self._samples.items()}
         # Under DDP k-means runs once, on rank 0, and every rank takes its centres: the same on every rank.
         centres, info = distributed.on_rank_zero(lambda: self._fit_centres(samples))
+        for name, cosines in self._code_agreement.items():
+            if name in info and cosines:
+                mean = distributed.mean_over_ranks(torch.stack(cosines).mean())
+                info[name]["train_eval_cosine"] = float(f"{float(mean):.4g}")
+        self._code_agreement = {}
         self.kmeans_info.update(info)
         self.model.initialise_centres({name: value.to(self.device) for name, value in centres.items()})
         self._samples = {}
@@ -556,6 +570,8 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
         """
         alternating = self.model.alternating
         reduction, lambda_redundancy = self.cluster_reduction, self.lambda_redundancy
+        # k-means' gathering epoch: the clip's codes in eval mode too, with the weights the step reads.
+        eval_features = self._eval_mode_features(clip) if not alternating and self._samples else None
         with frozen(self.model.centre_parameters()):
             step = self.step_function(autoencoder_outputs, clip)
             cluster_term = alternating and self.cluster_in_ae_step
@@ -565,8 +581,8 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
             self._optimise(autoencoders, loss)
         losses["loss"] = loss
         if not alternating:
-            if self._samples:
-                self._gather(features)
+            if eval_features is not None:
+                self._gather(self._kmeans_features(features, eval_features))
             return losses
         trainable = {id(p) for p in self.centre_step_parameters()}
         with frozen(p for p in self.model.autoencoder_parameters() if id(p) not in trainable):
@@ -576,6 +592,26 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
             self._epoch_distance.setdefault(name, []).append(parts[f"distance_{name}"])  # no sync per step
         losses.update({"cluster": cluster, **parts})
         return losses
+
+    @torch.no_grad()
+    def _eval_mode_features(self, clip: Tensor) -> dict[str, Tensor]:
+        """Return the clustering features of ``clip`` with batch norm in evaluation mode, as the score encodes it."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.model._forward(clip).features  # noqa: SLF001 - the shared forward, in eval mode
+        finally:
+            self.model.train(was_training)
+
+    def _kmeans_features(self, train: dict[str, Tensor], evaluation: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Return the features k-means gathers (``kmeans_codes``), noting how close the two modes' codes are.
+
+        Both are L2-normalised per location, from the same weights; their mean cosine similarity is
+        accumulated on the device and reported with the k-means result.
+        """
+        for name, value in evaluation.items():
+            self._code_agreement.setdefault(name, []).append((value * train[name].detach()).sum(dim=1).mean())
+        return evaluation if self.kmeans_codes == "eval" else train
 
     @torch.no_grad()
     def _gather(self, features: dict[str, Tensor]) -> None:

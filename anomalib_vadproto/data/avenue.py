@@ -38,6 +38,7 @@ from anomalib.data.utils import Split, ValSplitMode
 from torchvision.transforms.v2 import Transform
 
 from anomalib_vadproto.data.clips import (
+    FrameLabelsMixin,
     PyAVClipsIndexer,
     check_mask_count,
     enum_arguments,
@@ -171,8 +172,11 @@ def make_local_avenue_samples(root: Path, gt_dir: Path, split: Split | str | Non
     return samples
 
 
-class LocalAvenueDataset(AnomalibVideoDataset):
+class LocalAvenueDataset(FrameLabelsMixin, AnomalibVideoDataset):
     """CUHK Avenue clips decoded with PyAV (anomalib's ``AvenueDataset`` layout and items).
+
+    Each frame is labelled from its full-resolution mask, not from the mask resized by the augmentations
+    (:class:`~anomalib_vadproto.data.clips.FrameLabelsMixin`).
 
     Args:
         split: ``Split.TRAIN`` or ``Split.TEST``.

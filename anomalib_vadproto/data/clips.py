@@ -4,6 +4,10 @@ anomalib's clip indexers decode every frame of every clip, so with stride-1 clip
 frame is decoded ``T`` times per epoch. :class:`ClipReaderMixin` replaces their clip and mask reading
 with per-video readers and an optional in-memory cache of decoded videos (:class:`FrameCache`), and
 :class:`PyAVClipsIndexer` reads video files with PyAV (:mod:`.video_io`) instead of torchcodec.
+
+:class:`FrameLabelsMixin` gives a video dataset its frame labels from the full-resolution masks:
+anomalib labels a frame from its mask after the augmentations, which hold the model's ``Resize``, so
+at a small ``image_size`` a small anomaly vanishes and its frame is labelled normal.
 """
 
 from __future__ import annotations
@@ -22,17 +26,24 @@ from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
 from torchvision.tv_tensors import Mask
 
 from anomalib_vadproto.components.clip import as_enum
+from anomalib_vadproto.data.device_clips import target_index
 from anomalib_vadproto.data.video_io import VideoIndex, VideoReader, index_video, read_video
 
 __all__ = [
     "ClipReaderMixin",
     "FrameCache",
+    "FrameLabelsMixin",
     "PyAVClipsIndexer",
     "check_mask_count",
+    "clip_frame_labels",
     "enum_arguments",
     "fill_caches_for_workers",
+    "mask_labels",
     "read_image_files",
 ]
+
+#: Masks read at a time when a video's frame labels are computed (:meth:`ClipReaderMixin.read_video_labels`).
+LABEL_CHUNK = 64
 
 
 class FrameCache(dict):
@@ -51,6 +62,12 @@ def read_image_files(paths: Sequence[Path | str], mode: str) -> torch.Tensor:
     return torch.stack([pil_to_tensor(Image.open(path).convert(mode)) for path in paths])
 
 
+def mask_labels(masks: torch.Tensor) -> torch.Tensor:
+    """Frame labels of masks ``(T, H, W)``: ``bool`` ``(T,)``, ``True`` where a frame has a non-zero pixel."""
+    masks = torch.as_tensor(masks)
+    return masks.reshape(len(masks), -1).ne(0).any(1)
+
+
 class ClipReaderMixin:
     """``get_clip``/``get_mask`` for anomalib ``ClipsIndexer`` subclasses, from per-video readers.
 
@@ -59,6 +76,8 @@ class ClipReaderMixin:
     ``cache_frames``, each video (and its masks) is decoded once into a :class:`FrameCache` and clips
     are cut from memory. Frames are returned as anomalib's readers return them (float in ``[0, 1]``,
     ``(T, 3, H, W)``), masks as ``Mask`` ``(T, H, W)`` of 0/1 ``uint8`` (``> 0`` of what is stored).
+    :meth:`clip_labels` gives a clip's frame labels from the full-resolution masks (computed once per
+    video, :meth:`video_labels`), for :class:`FrameLabelsMixin`.
 
     Args:
         *args: The indexer's arguments.
@@ -73,6 +92,7 @@ class ClipReaderMixin:
 
     def __init__(self, *args: Any, cache_frames: bool = True, **kwargs: Any) -> None:  # noqa: ANN401
         self.cache: FrameCache | None = FrameCache() if cache_frames else None
+        self._video_labels: dict[int, torch.Tensor | None] = {}
         super().__init__(*args, **kwargs)
 
     def cached(self, key: Hashable, load: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -96,6 +116,7 @@ class ClipReaderMixin:
             self.read_frames(video_idx, first)
             if self.mask_paths[video_idx] != "":
                 self.read_masks(video_idx, first)
+            self.video_labels(video_idx)
 
     def read_frames(self, video_idx: int, frames: torch.Tensor) -> torch.Tensor:
         """Return frames ``frames`` (indices) of video ``video_idx``: ``uint8`` ``(T, 3, H, W)``."""
@@ -121,6 +142,71 @@ class ClipReaderMixin:
             return None
         masks = self.read_masks(video_idx, self.clips[video_idx][clip_idx].long())
         return Mask(torch.as_tensor(masks) > 0, dtype=torch.uint8)
+
+    def read_video_labels(self, video_idx: int) -> torch.Tensor | None:
+        """Return the label of every frame of video ``video_idx`` (``bool`` ``(N,)``), or ``None`` without masks.
+
+        A frame is anomalous when its mask, as stored (full resolution), has a non-zero pixel. The masks
+        are read :data:`LABEL_CHUNK` frames at a time (from the frame cache when there is one).
+        """
+        if self.mask_paths[video_idx] == "":
+            return None
+        frames = torch.arange(len(self.video_pts[video_idx]))  # type: ignore[attr-defined]
+        labels = [mask_labels(self.read_masks(video_idx, chunk)) for chunk in frames.split(LABEL_CHUNK)]
+        return torch.cat(labels) if labels else torch.zeros(0, dtype=torch.bool)
+
+    def video_labels(self, video_idx: int) -> torch.Tensor | None:
+        """:meth:`read_video_labels`, computed once per video (and at :meth:`fill_cache`)."""
+        if video_idx not in self._video_labels:
+            self._video_labels[video_idx] = self.read_video_labels(video_idx)
+        return self._video_labels[video_idx]
+
+    def clip_labels(self, idx: int) -> torch.Tensor | None:
+        """Return the frame labels of clip ``idx`` (``int32`` ``(T,)``), or ``None`` when its video has none."""
+        video_idx, clip_idx = self.get_clip_location(idx)  # type: ignore[attr-defined]
+        labels = self.video_labels(video_idx)
+        if labels is None:
+            return None
+        return labels[self.clips[video_idx][clip_idx].long()].int()
+
+
+def clip_frame_labels(indexer: Any, idx: int) -> torch.Tensor | None:  # noqa: ANN401
+    """Return the frame labels of clip ``idx`` (``int32`` ``(T,)``) from its full-resolution masks, or ``None``.
+
+    A :class:`ClipReaderMixin` indexer gives them per video (:meth:`ClipReaderMixin.clip_labels`); any
+    other anomalib ``ClipsIndexer`` from the clip's masks, read again (``None`` without masks).
+    """
+    if isinstance(indexer, ClipReaderMixin):
+        return indexer.clip_labels(idx)
+    masks = indexer.get_mask(idx)
+    return None if masks is None else mask_labels(masks).int()
+
+
+class FrameLabelsMixin:
+    """A video dataset's frame labels (``gt_label``) from the full-resolution masks (mixed in before the dataset).
+
+    anomalib's ``AnomalibVideoDataset.__getitem__`` applies the augmentations, which in anomalib 2.x end
+    with the model's ``Resize`` to its ``image_size``, to the clip and its masks, and only then labels
+    each frame anomalous when its resized mask has an anomalous pixel: at a small ``image_size`` a small
+    anomaly vanishes and its frame is labelled normal (one UCSD Ped2 test frame at 64x64). Here each
+    item's ``gt_label`` is set again from the masks as the indexer reads them (:func:`clip_frame_labels`,
+    or the indexer's own frame labels where it has them, as ``VideoFolder``'s), with anomalib's target
+    frame selection (``target_frame``) and shapes (a scalar for one frame, ``(T,)`` for ``all``).
+    ``gt_mask`` stays as anomalib gives it (resized, for the pixel metrics).
+    """
+
+    indexer: Any
+    target_frame: VideoTargetFrame
+    clip_length_in_frames: int
+
+    def __getitem__(self, index: int) -> Any:  # noqa: ANN401
+        """Return anomalib's item with ``gt_label`` from the full-resolution masks (unchanged without labels)."""
+        item = super().__getitem__(index)  # type: ignore[misc]
+        labels = clip_frame_labels(self.indexer, index)
+        if labels is not None:
+            target = target_index(self.target_frame, self.clip_length_in_frames)
+            item.gt_label = labels.squeeze(0) if target is None else labels[target]
+        return item
 
 
 class PyAVClipsIndexer(ClipReaderMixin, ClipsIndexer):

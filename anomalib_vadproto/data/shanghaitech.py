@@ -37,6 +37,7 @@ from torchvision.transforms.v2 import Transform
 from anomalib_vadproto.data.avenue import SYNTHETIC_HINT
 from anomalib_vadproto.data.clips import (
     ClipReaderMixin,
+    FrameLabelsMixin,
     PyAVClipsIndexer,
     check_mask_count,
     enum_arguments,
@@ -232,8 +233,12 @@ def make_local_shanghaitech_samples(
     return samples
 
 
-class LocalShanghaiTechDataset(AnomalibVideoDataset):
+class LocalShanghaiTechDataset(FrameLabelsMixin, AnomalibVideoDataset):
     """ShanghaiTech clips of one, several or all scenes: training ``.avi`` via PyAV, test JPEG folders.
+
+    As anomalib's, a test frame is anomalous when its pixel mask (``test_pixel_mask``) has an anomalous
+    pixel, here taken at full resolution, not after the augmentations' resize
+    (:class:`~anomalib_vadproto.data.clips.FrameLabelsMixin`).
 
     Args:
         split: ``Split.TRAIN`` or ``Split.TEST``.

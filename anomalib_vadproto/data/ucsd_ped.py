@@ -13,15 +13,27 @@ from typing import Any
 import torch
 from anomalib.data import UCSDped
 from anomalib.data.datasets.base.video import VideoTargetFrame
-from anomalib.data.datasets.video.ucsd_ped import UCSDpedClipsIndexer
-from anomalib.data.utils import ValSplitMode
+from anomalib.data.datasets.video.ucsd_ped import UCSDpedClipsIndexer, UCSDpedDataset
+from anomalib.data.utils import Split, ValSplitMode
 
-from anomalib_vadproto.data.clips import ClipReaderMixin, enum_arguments, fill_caches_for_workers, read_image_files
+from anomalib_vadproto.data.clips import (
+    ClipReaderMixin,
+    FrameLabelsMixin,
+    enum_arguments,
+    fill_caches_for_workers,
+    read_image_files,
+)
 from anomalib_vadproto.data.device_clips import DeviceClipsMixin
 from anomalib_vadproto.data.validation import HeldOutVideosMixin
 from anomalib_vadproto.errors import DatasetLayoutError
 
-__all__ = ["CachedUCSDpedClipsIndexer", "LocalUCSDped", "check_ucsd_ground_truth", "check_ucsd_layout"]
+__all__ = [
+    "CachedUCSDpedClipsIndexer",
+    "LocalUCSDped",
+    "LocalUCSDpedDataset",
+    "check_ucsd_ground_truth",
+    "check_ucsd_layout",
+]
 
 
 def check_ucsd_layout(root: Path | str, category: str) -> Path:
@@ -92,23 +104,33 @@ class CachedUCSDpedClipsIndexer(ClipReaderMixin, UCSDpedClipsIndexer):
     bit-identical. Masks are cached the same way.
     """
 
-    def _video(self, folder: str, pattern: str, mode: str) -> torch.Tensor:
-        return self.cached((folder, pattern), lambda: read_image_files(sorted(Path(folder).glob(pattern)), mode))
+    def _read(self, folder: str, pattern: str, mode: str, frames: torch.Tensor) -> torch.Tensor:
+        """Read files ``frames`` of ``folder`` (sorted ``pattern``): from the cache, else only those files."""
+        if self.cache is None:
+            files = sorted(Path(folder).glob(pattern))
+            return read_image_files([files[int(i)] for i in frames], mode)
+        video = self.cached((folder, pattern), lambda: read_image_files(sorted(Path(folder).glob(pattern)), mode))
+        return video[frames]
 
     def read_frames(self, video_idx: int, frames: torch.Tensor) -> torch.Tensor:
         """Read the ``.tif`` frames of the video folder."""
-        return self._video(self.video_paths[video_idx], "*.tif", "RGB")[frames]
+        return self._read(self.video_paths[video_idx], "*.tif", "RGB", frames)
 
     def read_masks(self, video_idx: int, frames: torch.Tensor) -> torch.Tensor:
         """Read the ``.bmp`` masks of the ``_gt`` folder."""
-        return self._video(self.mask_paths[video_idx], "*.bmp", "L")[frames, 0]
+        return self._read(self.mask_paths[video_idx], "*.bmp", "L", frames)[:, 0]
+
+
+class LocalUCSDpedDataset(FrameLabelsMixin, UCSDpedDataset):
+    """anomalib's ``UCSDpedDataset``, each frame labelled from its full-resolution mask (:class:`FrameLabelsMixin`)."""
 
 
 class LocalUCSDped(HeldOutVideosMixin, DeviceClipsMixin, UCSDped):
     """anomalib's :class:`~anomalib.data.UCSDped` for data already on disk: never downloads.
 
     Takes ``UCSDped``'s arguments. ``prepare_data`` checks the layout and raises a
-    ``FileNotFoundError`` naming what is missing.
+    ``FileNotFoundError`` naming what is missing. Each test frame is labelled from its full-resolution
+    mask (:class:`LocalUCSDpedDataset`), not from the mask resized to the model's ``image_size``.
 
     Args:
         cache_frames: Decode each video once and keep its frames in memory
@@ -152,7 +174,16 @@ class LocalUCSDped(HeldOutVideosMixin, DeviceClipsMixin, UCSDped):
         check_ucsd_layout(self.root, self.category)
 
     def _setup(self, _stage: str | None = None) -> None:
-        super()._setup(_stage)
+        # anomalib's UCSDped._setup, with the datasets labelling frames from the full-resolution masks.
+        common = {
+            "clip_length_in_frames": self.clip_length_in_frames,
+            "frames_between_clips": self.frames_between_clips,
+            "target_frame": self.target_frame,
+            "root": self.root,
+            "category": self.category,
+        }
+        self.train_data = LocalUCSDpedDataset(split=Split.TRAIN, **common)
+        self.test_data = LocalUCSDpedDataset(split=Split.TEST, **common)
         # device_clips reads whole training videos through the caching indexer (its cache is emptied
         # as the device tensor is filled).
         datasets = (self.train_data, self.test_data) if self.cache_frames else ()

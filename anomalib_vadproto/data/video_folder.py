@@ -30,8 +30,10 @@ Layout (every folder name can be changed: ``train_dir``, ``test_dir``, ``gt_dir`
   frame size.
 
 Frame labels, where given, set each frame's label (``gt_label``); otherwise a frame is anomalous
-when its mask has an anomalous pixel. Masks also give the pixel metrics when every test video has
-them (when only some have, their frame labels are taken from them and no pixel metric is computed).
+when its mask has an anomalous pixel, at the recording's resolution (cropped to the ``roi``, never
+resized, so no small anomaly is lost to ``image_size`` or the model's resize). Masks also give the
+pixel metrics when every test video has them (when only some have, their frame labels are taken from
+them and no pixel metric is computed).
 Either every test video has ground truth, or none has: a test set without any runs as prediction
 only (``anomalib test`` scores every frame; no AUC can be computed and none is logged).
 
@@ -101,7 +103,7 @@ from anomalib.data.utils import Split, ValSplitMode
 from torchvision.transforms.v2 import Transform
 
 from anomalib_vadproto.data.camera_options import keep_frames, roi_fits
-from anomalib_vadproto.data.clips import enum_arguments, fill_caches_for_workers
+from anomalib_vadproto.data.clips import FrameLabelsMixin, enum_arguments, fill_caches_for_workers
 from anomalib_vadproto.data.device_clips import DeviceClipsMixin
 from anomalib_vadproto.data.validation import HeldOutVideosMixin
 from anomalib_vadproto.data.video_folder_frames import FrameTransform, VideoFolderClipsIndexer
@@ -111,6 +113,7 @@ from anomalib_vadproto.data.video_folder_labels import (
     load_mat_masks,
     parse_frame_ranges,
     read_mask_frames,
+    read_mask_labels,
 )
 from anomalib_vadproto.data.video_folder_layout import _HOW, VideoSource, read_video_frames, scan_video_folder
 from anomalib_vadproto.errors import DatasetLayoutError, InvalidArgumentError
@@ -135,8 +138,11 @@ __all__ = [
 
 
 # ============================================================================================ dataset
-class VideoFolderDataset(AnomalibVideoDataset):
+class VideoFolderDataset(FrameLabelsMixin, AnomalibVideoDataset):
     """The clips of one split of a :class:`VideoFolder` (anomalib's ``VideoItem``s).
+
+    ``gt_label`` comes from the video's frame labels where it has them, else from its masks at the
+    recording's size (cropped to the ``roi``, never resized: :class:`~anomalib_vadproto.data.clips.FrameLabelsMixin`).
 
     Args:
         split: ``Split.TRAIN`` or ``Split.TEST``.
@@ -194,19 +200,6 @@ class VideoFolderDataset(AnomalibVideoDataset):
         samples = pd.DataFrame(rows, columns=["root", "folder", "image_path", "split", "mask_path"])
         samples.attrs["task"] = "segmentation" if use_masks else "classification"
         self.samples = samples
-
-    def __getitem__(self, index: int) -> Any:  # noqa: ANN401
-        """Return anomalib's clip item, with ``gt_label`` from the frame labels where the video has them."""
-        item = super().__getitem__(index)
-        labels = self.indexer.clip_labels(index) if self.indexer is not None else None  # type: ignore[attr-defined]
-        if labels is not None:
-            if self.clip_length_in_frames > 1 and self.target_frame != VideoTargetFrame.ALL:
-                idx = {VideoTargetFrame.FIRST: 0, VideoTargetFrame.LAST: -1}.get(
-                    VideoTargetFrame(self.target_frame), int(self.clip_length_in_frames / 2)
-                )
-                labels = labels[idx]
-            item.gt_label = labels.squeeze(0) if labels.ndim == 1 and len(labels) == 1 else labels
-        return item
 
 
 # ============================================================================================ datamodule
@@ -415,14 +408,17 @@ class VideoFolder(HeldOutVideosMixin, DeviceClipsMixin, AnomalibVideoDataModule)
             truths = {path: self._labels_from_masks(path, truth, tests) for path, truth in truths.items()}
         return truths, use_masks
 
-    @staticmethod
-    def _labels_from_masks(path: str, truth: GroundTruth, tests: Sequence[VideoSource]) -> GroundTruth:
-        """Frame labels only: a video's own, else read from its masks (when not every test video has masks)."""
+    def _labels_from_masks(self, path: str, truth: GroundTruth, tests: Sequence[VideoSource]) -> GroundTruth:
+        """Frame labels only: a video's own, else read from its masks (when not every test video has masks).
+
+        As with masks (:meth:`VideoFolderClipsIndexer.read_video_labels`), a frame is anomalous when its
+        mask, cropped to the ``roi`` and not resized, has an anomalous pixel.
+        """
         if truth.labels is not None:
             return GroundTruth(labels=truth.labels, labels_path=truth.labels_path)
         source = next(s for s in tests if s.path == path)
-        masks = read_mask_frames(truth, source, range(source.num_frames))
-        return GroundTruth(labels=masks.flatten(1).any(1).numpy(), labels_path=truth.masks)
+        labels = read_mask_labels(truth, source, range(source.num_frames), self.transform.roi)
+        return GroundTruth(labels=labels.numpy(), labels_path=truth.masks)
 
     def _setup(self, _stage: str | None = None) -> None:
         self.prepare_data()

@@ -2,7 +2,8 @@
 
 :class:`FrameTransform` crops (``roi``), greys and resizes every recorded frame and mask;
 :class:`VideoFolderClipsIndexer` cuts the videos' kept frames into clips and reads their frames, masks and
-frame labels (decoding files with PyAV, reading frame folders with PIL).
+frame labels (decoding files with PyAV, reading frame folders with PIL); labels taken from masks are the
+masks' at the recording's size, for :class:`~anomalib_vadproto.data.clips.FrameLabelsMixin`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from anomalib_vadproto.data.video_folder_labels import (
     GroundTruth,
     load_mat_masks,
     read_mask_frames,
+    read_mask_labels,
 )
 from anomalib_vadproto.data.video_folder_layout import VideoSource, read_video_frames
 from anomalib_vadproto.data.video_io import VideoIndex, VideoReader, index_video
@@ -192,11 +194,19 @@ class VideoFolderClipsIndexer(ClipReaderMixin, ClipsIndexer):
             return self.transform.masks(masks)
         return self.transform.masks(read_mask_frames(truth, source, recorded))
 
-    def clip_labels(self, idx: int) -> torch.Tensor | None:
-        """Frame labels of clip ``idx`` (``int`` ``(T,)``), or ``None`` when its video has none."""
-        video_idx, clip_idx = self.get_clip_location(idx)
-        truth = self.truths.get(self.video_paths[video_idx])
-        if truth is None or truth.labels is None:
+    def read_video_labels(self, video_idx: int) -> torch.Tensor | None:
+        """Every kept frame's label (``bool`` ``(N,)``), or ``None`` when the video has no ground truth.
+
+        The video's frame labels where it has them, else its masks' (:func:`read_mask_labels`: at the
+        recording's size, cropped to the ``roi`` but not resized by ``image_size``).
+        """
+        path = self.video_paths[video_idx]
+        truth = self.truths.get(path)
+        if truth is None:
             return None
-        _, recorded = self._recorded(video_idx, self.clips[video_idx][clip_idx])
-        return torch.from_numpy(truth.labels[recorded].astype(np.int32))
+        source = self.sources[path]
+        if truth.labels is not None:
+            return torch.from_numpy(truth.labels[list(source.kept)])
+        if truth.masks:
+            return read_mask_labels(truth, source, source.kept, self.transform.roi)
+        return None

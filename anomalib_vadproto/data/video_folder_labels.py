@@ -2,8 +2,9 @@
 
 :func:`find_ground_truth` finds, reads and checks one test video's frame labels (hand-written ranges,
 :func:`parse_frame_ranges`, or a ``.npy`` array) and its pixel masks (a mask video, a folder of mask images,
-``.npy`` or ``.mat``) as a :class:`GroundTruth`; :func:`read_mask_frames` reads the masks of some frames. The
-forms are described in :mod:`~anomalib_vadproto.data.video_folder`.
+``.npy`` or ``.mat``) as a :class:`GroundTruth`; :func:`read_mask_frames` reads the masks of some frames and
+:func:`read_mask_labels` the frame labels they give. The forms are described in
+:mod:`~anomalib_vadproto.data.video_folder`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anomalib_vadproto.data.camera_options import roi_slices
 from anomalib_vadproto.data.clips import read_image_files
 from anomalib_vadproto.data.video_folder_layout import (
+    CHUNK,
     IMAGE_SUFFIXES,
     VideoSource,
     _image_files,
@@ -28,7 +31,14 @@ from anomalib_vadproto.data.video_folder_layout import (
 from anomalib_vadproto.data.video_io import VideoReadError, index_video
 from anomalib_vadproto.errors import DatasetLayoutError
 
-__all__ = ["GroundTruth", "find_ground_truth", "load_mat_masks", "parse_frame_ranges", "read_mask_frames"]
+__all__ = [
+    "GroundTruth",
+    "find_ground_truth",
+    "load_mat_masks",
+    "parse_frame_ranges",
+    "read_mask_frames",
+    "read_mask_labels",
+]
 
 #: Lossy image formats: their masks are thresholded at 128 instead of 0.
 _LOSSY = (".jpg", ".jpeg")
@@ -275,3 +285,26 @@ def read_mask_frames(truth: GroundTruth, source: VideoSource, recorded: Sequence
         return read_video_frames(index_video(path), recorded, lambda f: f[:, 0] > MASK_VIDEO_THRESHOLD)
     msg = f"No masks for {source.path}"
     raise ValueError(msg)
+
+
+def read_mask_labels(
+    truth: GroundTruth, source: VideoSource, recorded: Sequence[int], roi: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Frame labels of the recorded frames ``recorded`` from their masks: ``bool`` ``(T,)``.
+
+    A frame is anomalous when its mask (thresholded as :func:`read_mask_frames` does), cropped to ``roi``
+    (``(x, y, w, h)``, as the frames are) but never resized, has an anomalous pixel: at the recording's
+    resolution, so no anomaly vanishes in a resize. Masks are read :data:`CHUNK` frames at a time.
+    """
+    rows, columns = roi_slices(roi) if roi is not None else (slice(None), slice(None))
+
+    def labels(masks: torch.Tensor) -> torch.Tensor:
+        return masks[..., rows, columns].reshape(len(masks), -1).any(1)
+
+    recorded = list(recorded)
+    if truth.mask_kind == "video":
+        return read_video_frames(index_video(truth.masks), recorded, lambda f: labels(f[:, 0] > MASK_VIDEO_THRESHOLD))
+    if truth.mask_kind == "mat":  # one volume per file
+        return labels(torch.from_numpy(load_mat_masks(truth.masks, source)[recorded]))
+    parts = [labels(read_mask_frames(truth, source, recorded[i : i + CHUNK])) for i in range(0, len(recorded), CHUNK)]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)

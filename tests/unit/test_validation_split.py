@@ -96,9 +96,8 @@ def test_avenue_and_shanghaitech_hold_out_named_videos(tmp_path: Path) -> None:
 
     size = {"n_frames": 12, "height": 32, "width": 48, "codec": "ffv1"}
     avenue_root = make_synthetic_avenue(tmp_path / "avenue", **size)
-    avenue = LocalAvenue(
-        root=avenue_root, gt_dir=avenue_root / "ground_truth_demo", val_split_mode="from_train", val_videos=["02"], **CLIP
-    )
+    gt_dir = avenue_root / "ground_truth_demo"
+    avenue = LocalAvenue(root=avenue_root, gt_dir=gt_dir, val_split_mode="from_train", val_videos=["02"], **CLIP)
     avenue.setup()
     check_split(avenue, {"02"}, {"01", "02"})
 

@@ -596,12 +596,16 @@ class Cdda(TwoStageMixin, VideoModelMixin, AnomalibModule):
     @torch.no_grad()
     def _eval_mode_features(self, clip: Tensor) -> dict[str, Tensor]:
         """Return the clustering features of ``clip`` with batch norm in evaluation mode, as the score encodes it."""
-        was_training = self.model.training
-        self.model.eval()
+        # The layers go to eval mode, the model itself stays in training mode: its clip check then reads
+        # nothing on the host on an accelerator, as in the training step.
+        modes = {module: module.training for module in self.model.modules()}
+        for child in self.model.children():
+            child.eval()
         try:
-            return self.model._forward(clip).features  # noqa: SLF001 - the shared forward, in eval mode
+            return self.model._forward(clip).features  # noqa: SLF001 - the shared forward, layers in eval mode
         finally:
-            self.model.train(was_training)
+            for module, mode in modes.items():
+                module.training = mode
 
     def _kmeans_features(self, train: dict[str, Tensor], evaluation: dict[str, Tensor]) -> dict[str, Tensor]:
         """Return the features k-means gathers (``kmeans_codes``), noting how close the two modes' codes are.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 import platform
 import shlex
 import subprocess
@@ -297,6 +298,7 @@ def record(
     }
     path = RESULTS / f"{name}_{now.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2, sort_keys=False, default=str) + "\n")
+    logging.getLogger(module).info("wrote %s", path)
     return path
 
 

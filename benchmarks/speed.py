@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> Path:
         "train_batch_size": {name: PAPER_BATCH.get(name, 4) if args.profile == "paper" else 4 for name in models},
         "eval_batch_size": 8,
     }
-    path = record(
+    return record(
         f"speed_inference_{args.profile}" + ("_quick" if args.quick else ""),
         result,
         module=__spec__.name,
@@ -396,8 +396,6 @@ def main(argv: list[str] | None = None) -> Path:
         settings=run_settings,
         started_on=started_on,
     )
-    logger.info("wrote %s", path)
-    return path
 
 
 if __name__ == "__main__":

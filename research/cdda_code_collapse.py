@@ -132,11 +132,9 @@ def main(argv: list[str] | None = None) -> Path:
         "steps": args.steps,
         "every": args.every,
     }
-    path = record(
+    return record(
         "cdda_code_collapse", result, module=__spec__.name, argv=argv, settings=run_settings, started_on=started_on
     )
-    logger.info("wrote %s", path)
-    return path
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> Path:
         "figure_videos": list(videos),
         "eval_batch_size": 8,
     }
-    path = record(
+    return record(
         f"cdda_error_localisation_{args.profile}",
         result,
         module=__spec__.name,
@@ -270,8 +270,6 @@ def main(argv: list[str] | None = None) -> Path:
         settings=run_settings,
         started_on=started_on,
     )
-    logger.info("wrote %s", path)
-    return path
 
 
 if __name__ == "__main__":

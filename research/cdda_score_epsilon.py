@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> Path:
         "eps": args.eps,
         "eval_batch_size": 8,
     }
-    path = record(
+    return record(
         f"cdda_score_epsilon_{args.profile}",
         result,
         module=__spec__.name,
@@ -148,8 +148,6 @@ def main(argv: list[str] | None = None) -> Path:
         settings=run_settings,
         started_on=started_on,
     )
-    logger.info("wrote %s", path)
-    return path
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> Path:
         "calls": args.calls,
         "seconds": args.seconds,
     }
-    path = record(
+    return record(
         f"openvino_profile_{args.profile}",
         result,
         module=__spec__.name,
@@ -162,8 +162,6 @@ def main(argv: list[str] | None = None) -> Path:
         settings=run_settings,
         started_on=started_on,
     )
-    logger.info("wrote %s", path)
-    return path
 
 
 if __name__ == "__main__":

@@ -54,3 +54,21 @@ def test_ped2_protocol_alignment_on_real_frames(tmp_path):
     np.testing.assert_array_equal(result.frame_indices[0], np.arange(4, 180))
     np.testing.assert_array_equal(result.labels[0], labels[4:])  # anomalib's mask labels == the papers' labels
     assert 0.0 <= metrics["protocol_AUC_micro"] <= 1.0 and np.isfinite(metrics["image_AUROC"])
+
+
+def test_ped2_frame_labels_from_full_size_masks_and_the_one_lost_at_64x64():
+    """The papers' frame labels are the full-size masks' (every test frame); resizing a mask to 64 × 64 (anomalib's
+    order, the lite APN's input) loses exactly one labelled frame: Test006's 0-based frame 158."""
+    import torch
+    from torchvision.transforms.v2 import Resize
+    from torchvision.tv_tensors import Mask
+
+    masks = np.load(PED2_COMPACT / "masks.npz")
+    lost = []
+    for video in sorted(masks.files):
+        full = masks[video].reshape(len(masks[video]), -1).max(axis=1) > 0
+        labels = np.load(PED2_COMPACT / "frame_labels" / f"{video}.npy").ravel().astype(bool)
+        np.testing.assert_array_equal(full, labels)
+        small = Resize((64, 64))(Mask(torch.from_numpy(masks[video]))).flatten(1).amax(dim=1).numpy() > 0
+        lost += [(video, int(i)) for i in np.flatnonzero(full & ~small)]
+    assert lost == [("Test006", 158)]

@@ -29,19 +29,25 @@ RESULTS = REPO / "benchmarks" / "results"
 MODELS = ("mnad", "dlan_ac", "lgn_net", "apn", "cdda")
 
 
+def model_class(class_path: str) -> type:
+    """The class a config's ``model.class_path`` names (imported, not built)."""
+    import importlib
+
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def first_stage_argument(model: str) -> str | None:
     """The init argument holding the first training stage's epochs of ``model`` (snake name), if it has one.
 
     Asked of the model class (``first_stage_argument``: DLAN-AC's ``ac_epochs``, CDDA's ``ae_epochs``,
     ``None`` for the one-stage models), named by the paper config's ``class_path``.
     """
-    import importlib
-
     import yaml
 
-    class_path = yaml.safe_load(config_path(model, "paper").read_text())["model"]["class_path"]
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name).first_stage_argument
+    return model_class(
+        yaml.safe_load(config_path(model, "paper").read_text())["model"]["class_path"]
+    ).first_stage_argument
 
 
 def parse_models(text: str) -> list[str]:

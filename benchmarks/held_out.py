@@ -14,7 +14,6 @@ Compare candidates with the same ``--val-videos`` (default 2 of Ped2's 16: ``Tra
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from types import SimpleNamespace
 
 import yaml
 
-from benchmarks.common import REPO, commit, ensure_ped2, epoch_logger, init_args_of, model_settings, record
+from benchmarks.common import REPO, commit, ensure_ped2, epoch_logger, init_args_of, model_class, model_settings, record
 from benchmarks.ped2_accuracy import (
     EVALUATION_MODEL_OPTIONS,
     model_config,
@@ -66,8 +65,7 @@ def main(argv: list[str] | None = None) -> Path:
     overrides = {f"model.init_args.{name}": value for name, value in model_overrides.items()}
     if args.seed is not None:
         overrides["model.init_args.seed"] = args.seed
-    module_name, _, class_name = cfg["model"]["class_path"].rpartition(".")
-    evaluation = supported_options(getattr(importlib.import_module(module_name), class_name), EVALUATION_MODEL_OPTIONS)
+    evaluation = supported_options(model_class(cfg["model"]["class_path"]), EVALUATION_MODEL_OPTIONS)
     model = AnomalibModule.from_config(
         cfg_path, **overrides, **{f"model.init_args.{name}": value for name, value in evaluation.items()}
     )

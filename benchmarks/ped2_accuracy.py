@@ -18,7 +18,6 @@ data and trainer options).
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import re
 import shutil
@@ -35,6 +34,7 @@ from benchmarks.common import (
     ensure_ped2,
     epoch_logger,
     init_args_of,
+    model_class,
     model_settings,
     record,
 )
@@ -146,13 +146,12 @@ def main(argv: list[str] | None = None) -> Path:
     overrides = {f"model.init_args.{name}": value for name, value in model_overrides.items()}
     if args.seed is not None:
         overrides["model.init_args.seed"] = args.seed
-    module, _, name = cfg["model"]["class_path"].rpartition(".")
-    model_class = getattr(importlib.import_module(module), name)  # the class only: no model built twice
-    evaluation = supported_options(model_class, EVALUATION_MODEL_OPTIONS)
+    configured = model_class(cfg["model"]["class_path"])  # the class only: no model built twice
+    evaluation = supported_options(configured, EVALUATION_MODEL_OPTIONS)
     overrides.update({f"model.init_args.{name}": value for name, value in evaluation.items()})
     fast_model = fast_data = {}
     if args.fast:
-        fast_model = supported_options(model_class, FAST_MODEL_OPTIONS)
+        fast_model = supported_options(configured, FAST_MODEL_OPTIONS)
         fast_data = supported_options(LocalUCSDped, FAST_DATA_OPTIONS)
         overrides.update({f"model.init_args.{name}": value for name, value in fast_model.items()})
     model = AnomalibModule.from_config(cfg_path, **overrides)

@@ -324,8 +324,7 @@ def main(argv: list[str] | None = None) -> Path:
                 logger.exception("%s compile failed", name)
                 result["models"][name]["compile_error"] = repr(error)
             save()
-    logger.info("wrote %s", path)
-    return path
+    return path  # record() logged each save
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> Path:
     engine.fit(model=model, datamodule=datamodule)
     train_seconds = time.perf_counter() - t0
     criteria = {
-        name: round(float(value), 6)
+        name: float(f"{float(value):.6g}")  # six significant digits: CDDA's distances are about 1e-6
         for name, value in engine.trainer.callback_metrics.items()
         if name.startswith("val_")
     }

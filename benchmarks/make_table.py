@@ -5,7 +5,8 @@ Never type a number into a table by hand: run this after a benchmark.
     python -m benchmarks.make_table
 
 Only the files directly in ``benchmarks/results/`` are read: superseded files moved to
-``benchmarks/results/archive/`` are not. Each table row prints the command its results file recorded.
+``benchmarks/results/archive/`` are not. Each table row prints the command its results file recorded, less the
+working folder it named (``--work-dir``, a path on that machine).
 """
 
 from __future__ import annotations
@@ -30,6 +31,24 @@ from benchmarks.common import (
 # APN: 96.5 single-scale, 98.2 with the paper's "multi-scale testing" (absent from its code); both smoothed.
 PAPER_PED2 = {"mnad": 97.0, "dlan_ac": 97.6, "lgn_net": 97.1, "apn": "96.5 smoothed (98.2 multi-scale)", "cdda": 96.5}
 NAMES = {"mnad": "MNAD", "dlan_ac": "DLAN-AC", "lgn_net": "LGN-Net", "apn": "APN", "cdda": "CDDA"}
+
+
+#: Options that only name where a run kept its working files; a table does not show them (their values
+#: are paths on the machine that ran it, and the results do not depend on them).
+LOCAL_OPTIONS = ("--work-dir",)
+
+
+def shown_command(command: str) -> str:
+    """Return a results file's command without its :data:`LOCAL_OPTIONS` (``--work-dir X`` or ``--work-dir=X``).
+
+    Example:
+        >>> shown_command("python -m benchmarks.speed --models cdda --work-dir /tmp/runs --auc")
+        'python -m benchmarks.speed --models cdda --auc'
+
+    """
+    for option in LOCAL_OPTIONS:
+        command = re.sub(rf"\s{re.escape(option)}(?:=|\s+)\S+", "", command)
+    return command
 
 
 def latest_accuracy() -> list[dict]:
@@ -101,7 +120,7 @@ def accuracy_table(records: list[dict]) -> str:
             f" | **{r['protocol_auc_micro']:.2f}** | {r['protocol_auc_macro']:.1f}"
             f" | {smoothed(r)} | {cue_aucs(r)} | {r['pooled_auroc']:.1f}"
             f" | {r['train_seconds'] / 60:.1f} min | {r['test_seconds'] / 60:.1f} min | {r['device']}"
-            f" | `{r['command']}` | `{r['file']}` |"
+            f" | `{shown_command(r['command'])}` | `{r['file']}` |"
         )
     return "\n".join(lines)
 
@@ -208,7 +227,8 @@ def speed_table(rows: list[tuple[str, dict, dict, str]]) -> str:
             f"| {NAMES.get(model, model)} | "
             + " | ".join(cells)
             + f" | **{entry['openvino_fp32_over_eager']['batch1']:.2f}x** | {'–' if nchw is None else f'{nchw:.2f}x'}"
-            + f" | {change} | {'–' if training is None else f'{training:.1f}'} | `{record['command']}` | `{file}` |"
+            + f" | {change} | {'–' if training is None else f'{training:.1f}'}"
+            + f" | `{shown_command(record['command'])}` | `{file}` |"
         )
     lines += [
         "",
@@ -437,7 +457,7 @@ def deploy_table() -> str | None:
         lines.append(
             f"| {NAMES.get(model, model)} {r['profile']} | {r['parity_offline_max_abs_diff']:.1e}"
             f" / {r['parity_validation_max_abs_diff']:.1e} ({', '.join(r['parity'])})"
-            f" | {speed} ({r['decode_frames_per_second']:.0f}) | {aucs} | `{r['command']}` | `{file}` |"
+            f" | {speed} ({r['decode_frames_per_second']:.0f}) | {aucs} | `{shown_command(r['command'])}` | `{file}` |"
         )
     return "\n".join(lines)
 

@@ -278,3 +278,11 @@ def test_the_tables_read_a_runs_stored_settings_without_git(tmp_path, monkeypatc
     faster = {**now, "init_args": {**now["init_args"], "compile": True}}
     assert common.configured_as_now({**current, "run_settings": {"models": {"cdda": faster}}}) is True
     assert common.stored_training_settings({"model": "cdda"}, "cdda") is None  # an older file: git decides
+
+
+def test_shown_commands_leave_out_the_machines_working_folders() -> None:
+    from benchmarks.make_table import shown_command
+
+    recorded = "python -m benchmarks.ped2_accuracy --model cdda --work-dir /tmp/wt2/runs --seed 44 --work-dir=/x/y"
+    assert shown_command(recorded) == "python -m benchmarks.ped2_accuracy --model cdda --seed 44"
+    assert shown_command("python -m benchmarks.speed --auc") == "python -m benchmarks.speed --auc"
